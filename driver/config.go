@@ -1,0 +1,157 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/drivers/fsisolation"
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+)
+
+const (
+	// PluginName is the name jobspecs use: driver = "beam".
+	PluginName = "beam"
+
+	// PluginVersion is the version of this driver.
+	PluginVersion = "0.1.0"
+
+	fingerprintPeriod = 30 * time.Second
+
+	// taskHandleVersion is the version of the persisted task state.
+	taskHandleVersion = 1
+)
+
+var (
+	pluginInfo = &base.PluginInfoResponse{
+		Type:              base.PluginTypeDriver,
+		PluginApiVersions: []string{drivers.ApiVersion010},
+		PluginVersion:     PluginVersion,
+		Name:              PluginName,
+	}
+
+	// configSpec is the plugin config, in the agent's
+	// plugin "nomad-driver-beam" { config { ... } } block.
+	configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+		"data_dir": hclspec.NewDefault(
+			hclspec.NewAttr("data_dir", "string", false),
+			hclspec.NewLiteral(`"/var/lib/nomad-driver-beam"`),
+		),
+		"erl_path": hclspec.NewAttr("erl_path", "string", false),
+		"require_sha256": hclspec.NewDefault(
+			hclspec.NewAttr("require_sha256", "bool", false),
+			hclspec.NewLiteral("true"),
+		),
+	})
+
+	// taskConfigSpec is the task's config { ... } block in a jobspec.
+	taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+		"release": hclspec.NewBlock("release", true, hclspec.NewObject(map[string]*hclspec.Spec{
+			"source": hclspec.NewAttr("source", "string", true),
+			"sha256": hclspec.NewAttr("sha256", "string", false),
+			"name":   hclspec.NewAttr("name", "string", false),
+		})),
+		"node_name": hclspec.NewAttr("node_name", "string", false),
+		"dist_port": hclspec.NewAttr("dist_port", "string", false),
+	})
+
+	capabilities = &drivers.Capabilities{
+		SendSignals: true,
+		Exec:        true,
+		FSIsolation: fsisolation.None,
+		NetIsolationModes: []drivers.NetIsolationMode{
+			drivers.NetIsolationModeHost,
+			drivers.NetIsolationModeGroup,
+		},
+		MountConfigs: drivers.MountConfigSupportNone,
+	}
+)
+
+// Config is the plugin config.
+type Config struct {
+	// DataDir holds the driver's node-wide files, such as downloads.
+	DataDir string `codec:"data_dir"`
+	// ErlPath is the host's erl, for releases without a bundled erts.
+	// Empty means look it up in PATH.
+	ErlPath string `codec:"erl_path"`
+	// RequireSHA256 refuses tasks whose release has no sha256.
+	RequireSHA256 bool `codec:"require_sha256"`
+}
+
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return errors.New(`data_dir must not be empty; set it in plugin "nomad-driver-beam" { config { data_dir = "/var/lib/nomad-driver-beam" } }`)
+	}
+	if !strings.HasPrefix(c.DataDir, "/") {
+		return fmt.Errorf("data_dir = %q must be an absolute path", c.DataDir)
+	}
+	return nil
+}
+
+// TaskConfig is the task's config block.
+type TaskConfig struct {
+	Release ReleaseConfig `codec:"release"`
+	// NodeName overrides the node name. Without @host, the address of the
+	// distribution port is added.
+	NodeName string `codec:"node_name"`
+	// DistPort is the label of a port in the group's network block that the
+	// node listens on for distribution. Empty turns distribution off.
+	DistPort string `codec:"dist_port"`
+}
+
+// ReleaseConfig says where the release tarball comes from.
+type ReleaseConfig struct {
+	Source string `codec:"source"`
+	SHA256 string `codec:"sha256"`
+	// Name picks one release in a tarball that holds several.
+	Name string `codec:"name"`
+}
+
+var (
+	sha256Pattern   = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	namePattern     = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+	nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(@[A-Za-z0-9_.:-]+)?$`)
+	schemes         = []string{"file://", "http://", "https://", "/"}
+)
+
+// validate checks a task config, with errors that name the field.
+func (c *TaskConfig) validate(requireSHA bool) error {
+	var errs []error
+	src := c.Release.Source
+	switch {
+	case src == "":
+		errs = append(errs, errors.New(`release.source is required, e.g. "https://releases.example.com/app-1.0.0.tar.gz"`))
+	case !hasAnyPrefix(src, schemes):
+		errs = append(errs, fmt.Errorf("release.source %q: unsupported; use file:///abs/path, http:// or https://", fetch.Redact(src)))
+	}
+	switch {
+	case c.Release.SHA256 == "" && requireSHA:
+		errs = append(errs, errors.New("release.sha256 is required (sha256sum of the tarball); the plugin option require_sha256 = false turns this off"))
+	case c.Release.SHA256 != "" && !sha256Pattern.MatchString(c.Release.SHA256):
+		errs = append(errs, fmt.Errorf("release.sha256 %q must be 64 hex characters, as printed by sha256sum", c.Release.SHA256))
+	}
+	if c.Release.Name != "" && !namePattern.MatchString(c.Release.Name) {
+		errs = append(errs, fmt.Errorf("release.name %q must be a release name such as my_app (letters, digits, _)", c.Release.Name))
+	}
+	if c.NodeName != "" && !nodeNamePattern.MatchString(c.NodeName) {
+		errs = append(errs, fmt.Errorf("node_name %q must look like name or name@host", c.NodeName))
+	}
+	if c.NodeName != "" && c.DistPort == "" {
+		errs = append(errs, errors.New("node_name is set but dist_port is not; name the network port the node listens on for distribution"))
+	}
+	return errors.Join(errs...)
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,439 @@
+// Package driver is the beam task driver for Nomad: it fetches a BEAM
+// release, starts it as a node under Nomad's executor, and supervises it.
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/drivers/shared/eventer"
+	"github.com/hashicorp/nomad/drivers/shared/executor"
+	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+)
+
+var (
+	_ drivers.DriverPlugin            = (*Driver)(nil)
+	_ drivers.ExecTaskStreamingRawDriver = (*Driver)(nil)
+)
+
+// Driver is the beam task driver.
+type Driver struct {
+	eventer *eventer.Eventer
+	tasks   *taskStore
+	ctx     context.Context
+	logger  hclog.Logger
+
+	mu           sync.RWMutex
+	config       *Config
+	clientConfig *base.ClientDriverConfig
+
+	fetcher *fetch.Fetcher
+	host    *hostErlang
+}
+
+// New returns a beam driver. ctx ends the driver's background work.
+func New(ctx context.Context, logger hclog.Logger) *Driver {
+	logger = logger.Named(PluginName)
+	return &Driver{
+		eventer: eventer.NewEventer(ctx, logger),
+		tasks:   newTaskStore(),
+		ctx:     ctx,
+		logger:  logger,
+		config:  &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true},
+		fetcher: fetch.New(),
+		host:    &hostErlang{},
+	}
+}
+
+// PluginInfo describes the plugin to Nomad.
+func (d *Driver) PluginInfo() (*base.PluginInfoResponse, error) { return pluginInfo, nil }
+
+// ConfigSchema returns the plugin config schema.
+func (d *Driver) ConfigSchema() (*hclspec.Spec, error) { return configSpec, nil }
+
+// SetConfig receives the plugin config from the agent.
+func (d *Driver) SetConfig(cfg *base.Config) error {
+	var c Config
+	if len(cfg.PluginConfig) != 0 {
+		if err := base.MsgPackDecode(cfg.PluginConfig, &c); err != nil {
+			return fmt.Errorf("beam plugin config: %w", err)
+		}
+	} else {
+		c = *d.config
+	}
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("beam plugin config: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.config = &c
+	if cfg.AgentConfig != nil {
+		d.clientConfig = cfg.AgentConfig.Driver
+	}
+	d.host.setPath(c.ErlPath)
+	return nil
+}
+
+func (d *Driver) cfg() (*Config, *base.ClientDriverConfig) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.config, d.clientConfig
+}
+
+// TaskConfigSchema returns the schema of a task's config block.
+func (d *Driver) TaskConfigSchema() (*hclspec.Spec, error) { return taskConfigSpec, nil }
+
+// Capabilities tells Nomad what the driver supports.
+func (d *Driver) Capabilities() (*drivers.Capabilities, error) { return capabilities, nil }
+
+// Fingerprint reports the driver's health and attributes, at once and then
+// periodically.
+func (d *Driver) Fingerprint(ctx context.Context) (<-chan *drivers.Fingerprint, error) {
+	ch := make(chan *drivers.Fingerprint)
+	go func() {
+		defer close(ch)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.ctx.Done():
+				return
+			case <-t.C:
+				t.Reset(fingerprintPeriod)
+			}
+			select {
+			case ch <- d.fingerprint():
+			case <-ctx.Done():
+				return
+			case <-d.ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
+func (d *Driver) fingerprint() *drivers.Fingerprint {
+	attrs := map[string]*pstructs.Attribute{
+		"driver.beam":         pstructs.NewBoolAttribute(true),
+		"driver.beam.version": pstructs.NewStringAttribute(PluginVersion),
+	}
+	fp := &drivers.Fingerprint{
+		Attributes:        attrs,
+		Health:            drivers.HealthStateHealthy,
+		HealthDescription: drivers.DriverHealthy,
+	}
+	cfg, _ := d.cfg()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		fp.Health = drivers.HealthStateUnhealthy
+		fp.HealthDescription = fmt.Sprintf("data_dir %s is not usable: %v", cfg.DataDir, err)
+		return fp
+	}
+	if h := d.host.probe(d.ctx); h.ERTS != "" {
+		attrs["driver.beam.otp_release"] = pstructs.NewStringAttribute(h.OTP)
+		attrs["driver.beam.erts_version"] = pstructs.NewStringAttribute(h.ERTS)
+		attrs["driver.beam.erl"] = pstructs.NewStringAttribute(h.Path)
+	}
+	return fp
+}
+
+// StartTask fetches and unpacks the release, then starts the node under a
+// new executor.
+func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
+	if _, ok := d.tasks.Get(cfg.ID); ok {
+		return nil, nil, fmt.Errorf("task with ID %q already started", cfg.ID)
+	}
+	pcfg, client := d.cfg()
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil {
+		return nil, nil, fmt.Errorf("beam task config: %w", err)
+	}
+	if err := tc.validate(pcfg.RequireSHA256); err != nil {
+		return nil, nil, fmt.Errorf("beam task config: %w", err)
+	}
+	logger := d.logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name)
+
+	p, err := d.prepare(d.ctx, cfg, &tc, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	handle := drivers.NewTaskHandle(taskHandleVersion)
+	handle.Config = cfg
+
+	execCfg := &executor.ExecutorConfig{
+		LogFile:  filepath.Join(cfg.TaskDir().Dir, "executor.out"),
+		LogLevel: "debug",
+	}
+	if client != nil {
+		execCfg.Compute = client.Topology.Compute()
+	}
+	exec, pluginClient, err := executor.CreateExecutor(logger.With("task_id", cfg.ID), client, execCfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to create executor: %w", err)
+	}
+
+	ps, err := exec.Launch(&executor.ExecCommand{
+		Cmd:        p.cmd.Path,
+		Args:       p.cmd.Args,
+		Env:        p.env,
+		User:       cfg.User,
+		TaskDir:    cfg.TaskDir().Dir,
+		WorkDir:    p.release.Root,
+		StdoutPath: cfg.StdoutPath,
+		StderrPath: cfg.StderrPath,
+		Resources:  cfg.Resources,
+	})
+	if err != nil {
+		pluginClient.Kill()
+		return nil, nil, fmt.Errorf("failed to start %s: %w", p.release.Name, err)
+	}
+
+	h := &taskHandle{
+		exec:         exec,
+		pluginClient: pluginClient,
+		logger:       logger,
+		taskConfig:   cfg,
+		procState:    drivers.TaskStateRunning,
+		startedAt:    time.Now().Round(time.Millisecond),
+		pid:          ps.Pid,
+		state: taskState{
+			ReattachConfig: pstructs.ReattachConfigFromGoPlugin(pluginClient.ReattachConfig()),
+			TaskConfig:     cfg,
+			Pid:            ps.Pid,
+			ReleaseName:    p.release.Name,
+			ReleaseVersion: p.release.Version,
+			ReleaseKind:    string(p.release.Kind),
+			ReleaseRoot:    p.release.Root,
+			Node:           p.node,
+		},
+	}
+	h.state.StartedAt = h.startedAt
+	if err := handle.SetDriverState(&h.state); err != nil {
+		_ = exec.Shutdown("", 0)
+		pluginClient.Kill()
+		return nil, nil, fmt.Errorf("failed to set driver state: %w", err)
+	}
+	d.tasks.Set(cfg.ID, h)
+	go h.run()
+
+	d.event(cfg, "Started %s %s (%s release) as pid %d%s",
+		p.release.Name, p.release.Version, p.release.Kind, ps.Pid, nodeSuffix(p.node))
+	return handle, nil, nil
+}
+
+func nodeSuffix(node string) string {
+	if node == "" {
+		return ", distribution off"
+	}
+	return ", node " + node
+}
+
+// RecoverTask reattaches to the executor of a node that a previous plugin
+// instance started.
+func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
+	if handle == nil {
+		return errors.New("error: handle cannot be nil")
+	}
+	if _, ok := d.tasks.Get(handle.Config.ID); ok {
+		return nil
+	}
+	var st taskState
+	if err := handle.GetDriverState(&st); err != nil {
+		return fmt.Errorf("failed to decode task state from handle: %w", err)
+	}
+	plugRC, err := pstructs.ReattachConfigToGoPlugin(st.ReattachConfig)
+	if err != nil {
+		return fmt.Errorf("failed to build reattach config: %w", err)
+	}
+	_, client := d.cfg()
+	var compute = executor.ExecutorConfig{}.Compute
+	if client != nil {
+		compute = client.Topology.Compute()
+	}
+	logger := d.logger.With("alloc_id", handle.Config.AllocID, "task_name", handle.Config.Name)
+	exec, pluginClient, err := executor.ReattachToExecutor(plugRC, logger.With("task_id", handle.Config.ID), compute)
+	if err != nil {
+		return fmt.Errorf("failed to reattach to executor: %w", err)
+	}
+	h := &taskHandle{
+		exec:         exec,
+		pluginClient: pluginClient,
+		logger:       logger,
+		taskConfig:   handle.Config,
+		procState:    drivers.TaskStateRunning,
+		startedAt:    st.StartedAt,
+		pid:          st.Pid,
+		state:        st,
+	}
+	d.tasks.Set(handle.Config.ID, h)
+	go h.run()
+	logger.Info("recovered task", "pid", st.Pid, "node", st.Node)
+	return nil
+}
+
+// WaitTask returns a channel that delivers the node's exit result.
+func (d *Driver) WaitTask(ctx context.Context, taskID string) (<-chan *drivers.ExitResult, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	ch := make(chan *drivers.ExitResult)
+	go func() {
+		defer close(ch)
+		var result *drivers.ExitResult
+		ps, err := h.exec.Wait(ctx)
+		switch {
+		case err != nil:
+			result = &drivers.ExitResult{Err: fmt.Errorf("executor: error waiting on process: %w", err)}
+		default:
+			result = &drivers.ExitResult{ExitCode: ps.ExitCode, Signal: ps.Signal}
+		}
+		select {
+		case <-ctx.Done():
+		case <-d.ctx.Done():
+		case ch <- result:
+		}
+	}()
+	return ch, nil
+}
+
+// StopTask stops the node gracefully: SIGTERM makes the BEAM run init:stop,
+// so applications shut down in order. Nomad passes an empty signal when the
+// jobspec sets no kill_signal, and the executor would turn that into
+// SIGINT, on which the BEAM halts at once; so empty means SIGTERM here.
+func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) error {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	if signal == "" {
+		signal = "SIGTERM"
+	}
+	if err := h.exec.Shutdown(signal, timeout); err != nil {
+		if h.pluginClient.Exited() {
+			return nil
+		}
+		return fmt.Errorf("executor Shutdown failed: %w", err)
+	}
+	return nil
+}
+
+// DestroyTask removes the task, killing the node first when force is set.
+func (d *Driver) DestroyTask(taskID string, force bool) error {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	if h.IsRunning() && !force {
+		return errors.New("cannot destroy running task")
+	}
+	if !h.pluginClient.Exited() {
+		if h.IsRunning() {
+			if err := h.exec.Shutdown("", 0); err != nil {
+				h.logger.Error("destroying executor failed", "error", err)
+			}
+		}
+		h.pluginClient.Kill()
+	}
+	d.tasks.Delete(taskID)
+	return nil
+}
+
+// InspectTask returns the task's status.
+func (d *Driver) InspectTask(taskID string) (*drivers.TaskStatus, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	return h.TaskStatus(), nil
+}
+
+// TaskStats streams the node's CPU and memory use.
+func (d *Driver) TaskStats(ctx context.Context, taskID string, interval time.Duration) (<-chan *drivers.TaskResourceUsage, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	return h.exec.Stats(ctx, interval)
+}
+
+// TaskEvents streams the driver's task events.
+func (d *Driver) TaskEvents(ctx context.Context) (<-chan *drivers.TaskEvent, error) {
+	return d.eventer.TaskEvents(ctx)
+}
+
+// SignalTask sends a signal to the node.
+func (d *Driver) SignalTask(taskID string, signal string) error {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	sig, err := signalByName(signal)
+	if err != nil {
+		return err
+	}
+	return h.exec.Signal(sig)
+}
+
+// ExecTask runs a command in the task's environment, from the release root.
+func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*drivers.ExecTaskResult, error) {
+	if len(cmd) == 0 {
+		return nil, errors.New("error cmd must have at least one value")
+	}
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	out, exitCode, err := h.exec.Exec(time.Now().Add(timeout), cmd[0], cmd[1:])
+	if err != nil {
+		return nil, err
+	}
+	return &drivers.ExecTaskResult{
+		Stdout:     out,
+		ExitResult: &drivers.ExitResult{ExitCode: exitCode},
+	}, nil
+}
+
+// ExecTaskStreamingRaw runs an interactive command, such as `bin/APP
+// remote`, for `nomad alloc exec`. The executor reports the exit code on the
+// stream itself.
+func (d *Driver) ExecTaskStreamingRaw(ctx context.Context, taskID string, command []string, tty bool, stream drivers.ExecTaskStream) error {
+	if len(command) == 0 {
+		return errors.New("error cmd must have at least one value")
+	}
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	return h.exec.ExecStreaming(ctx, command, tty, stream)
+}
+
+func signalByName(name string) (os.Signal, error) {
+	sig, ok := signals[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown signal %q", name)
+	}
+	return sig, nil
+}
+
+var signals = map[string]os.Signal{
+	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGKILL": syscall.SIGKILL,
+	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+	"SIGQUIT": syscall.SIGQUIT, "SIGSTOP": syscall.SIGSTOP, "SIGCONT": syscall.SIGCONT,
+	"SIGWINCH": syscall.SIGWINCH, "SIGALRM": syscall.SIGALRM,
+}

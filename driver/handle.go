@@ -1,0 +1,93 @@
+package driver
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/nomad/drivers/shared/executor"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+)
+
+// taskState is what the driver persists through the task handle, so that a
+// restarted plugin can reattach to the running node.
+type taskState struct {
+	ReattachConfig *pstructs.ReattachConfig
+	TaskConfig     *drivers.TaskConfig
+	Pid            int
+	StartedAt      time.Time
+
+	// What runs: shown by InspectTask and used by later operations.
+	ReleaseName    string
+	ReleaseVersion string
+	ReleaseKind    string
+	ReleaseRoot    string
+	Node           string
+}
+
+// taskHandle is one running BEAM node and the executor that supervises it.
+type taskHandle struct {
+	exec         executor.Executor
+	pluginClient *plugin.Client
+	logger       hclog.Logger
+
+	// stateLock guards the fields below it.
+	stateLock   sync.RWMutex
+	taskConfig  *drivers.TaskConfig
+	procState   drivers.TaskState
+	startedAt   time.Time
+	completedAt time.Time
+	exitResult  *drivers.ExitResult
+
+	pid   int
+	state taskState
+}
+
+func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
+	h.stateLock.RLock()
+	defer h.stateLock.RUnlock()
+	return &drivers.TaskStatus{
+		ID:          h.taskConfig.ID,
+		Name:        h.taskConfig.Name,
+		State:       h.procState,
+		StartedAt:   h.startedAt,
+		CompletedAt: h.completedAt,
+		ExitResult:  h.exitResult,
+		DriverAttributes: map[string]string{
+			"pid":             strconv.Itoa(h.pid),
+			"release_name":    h.state.ReleaseName,
+			"release_version": h.state.ReleaseVersion,
+			"release_kind":    h.state.ReleaseKind,
+			"node":            h.state.Node,
+		},
+	}
+}
+
+func (h *taskHandle) IsRunning() bool {
+	h.stateLock.RLock()
+	defer h.stateLock.RUnlock()
+	return h.procState == drivers.TaskStateRunning
+}
+
+// run waits for the node to exit and records how it ended.
+func (h *taskHandle) run() {
+	ps, err := h.exec.Wait(context.Background())
+	h.stateLock.Lock()
+	defer h.stateLock.Unlock()
+	if err != nil {
+		h.exitResult = &drivers.ExitResult{Err: err}
+		h.procState = drivers.TaskStateUnknown
+		h.completedAt = time.Now()
+		return
+	}
+	h.procState = drivers.TaskStateExited
+	h.exitResult = &drivers.ExitResult{
+		ExitCode: ps.ExitCode,
+		Signal:   ps.Signal,
+	}
+	h.completedAt = ps.Time
+}

@@ -1,0 +1,188 @@
+// Package launch builds the command line and environment that start a BEAM
+// release in the foreground, with the node name and distribution port that
+// the driver chose.
+//
+// Distribution never uses an epmd daemon: epmd daemonizes out of the task's
+// process tree and outlives it. Instead the node listens on the fixed port
+// that Nomad assigned (`-erl_epmd_port P -start_epmd false`), and client
+// tools started inside the task (remote shells, rpc) dial that same port.
+package launch
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+)
+
+// Spec is what the driver decided about a node.
+type Spec struct {
+	Release *release.Release
+	// Node is the full node name, name@host. Empty turns distribution off.
+	Node string
+	// DistPort is the port the node listens on for distribution. Zero with
+	// a Node name gives a node that can dial out but not be reached.
+	DistPort int
+	// Dir is a directory the driver owns, for generated files such as
+	// vm.args and the release's tmp directory.
+	Dir string
+	// HostBin is the directory of the host's erl, used by releases without
+	// a bundled erts. Empty when none is installed.
+	HostBin string
+}
+
+// Command is a process to start.
+type Command struct {
+	Path string
+	Args []string
+	// Env is added to the task's environment, and wins over it.
+	Env map[string]string
+}
+
+// Build returns the command that starts the release in s in the foreground.
+// It may write files into s.Dir.
+func Build(s Spec) (*Command, error) {
+	if s.Release == nil {
+		return nil, errors.New("launch: no release")
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	var (
+		c   *Command
+		err error
+	)
+	switch s.Release.Kind {
+	case release.Mix:
+		c, err = mix(s)
+	case release.Relx:
+		c, err = relx(s)
+	case release.Shipment:
+		c, err = shipment(s)
+	default:
+		return nil, fmt.Errorf("launch: unknown release kind %q", s.Release.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !s.Release.BundlesERTS && s.HostBin != "" {
+		c.Env["PATH"] = s.HostBin + string(os.PathListSeparator) + os.Getenv("PATH")
+	}
+	return c, nil
+}
+
+// mix starts `bin/NAME start`, steered by the RELEASE_* variables that
+// mix's script reads.
+func mix(s Spec) (*Command, error) {
+	r := s.Release
+	env := map[string]string{
+		"RELEASE_TMP":          filepath.Join(s.Dir, "tmp"),
+		"RELEASE_DISTRIBUTION": "none",
+	}
+	if s.Node != "" {
+		env["RELEASE_DISTRIBUTION"] = "name"
+		env["RELEASE_NODE"] = s.Node
+		// ELIXIR_ERL_OPTIONS reaches every VM the script starts: the node
+		// and the client tools (remote, rpc).
+		env["ELIXIR_ERL_OPTIONS"] = distFlags(s.DistPort)
+		// Clients must not try to listen on the node's port as well.
+		remote := filepath.Join(r.Root, "releases", r.Version, "remote.vm.args")
+		p, err := withLines(remote, filepath.Join(s.Dir, "remote.vm.args"), nil, "-dist_listen false")
+		if err != nil {
+			return nil, err
+		}
+		env["RELEASE_REMOTE_VM_ARGS"] = p
+	}
+	return &Command{Path: filepath.Join(r.Root, "bin", r.Name), Args: []string{"start"}, Env: env}, nil
+}
+
+// relx starts `bin/NAME-VSN foreground` with a vm.args that the driver
+// writes: the release's own, with the node name replaced.
+func relx(s Spec) (*Command, error) {
+	r := s.Release
+	bin := filepath.Join(r.Root, "bin", r.Name+"-"+r.Version)
+	if _, err := os.Stat(bin); err != nil {
+		bin = filepath.Join(r.Root, "bin", r.Name)
+	}
+	env := map[string]string{
+		// Where relx writes vm.args and sys.config after replacing
+		// ${VARS}: never inside the release, which may be shared.
+		"RELX_OUT_FILE_PATH": s.Dir,
+	}
+
+	node, extra := s.Node, []string(nil)
+	if node == "" {
+		// relx insists on a node name. A node that neither listens nor
+		// registers with epmd is as good as no distribution.
+		node = r.Name + "@127.0.0.1"
+		extra = []string{"-dist_listen false", "-start_epmd false"}
+	} else if s.DistPort > 0 {
+		env["ERL_DIST_PORT"] = strconv.Itoa(s.DistPort)
+	}
+	drop := func(line string) bool {
+		f := strings.Fields(line)
+		return len(f) > 0 && (f[0] == "-name" || f[0] == "-sname")
+	}
+	head := append([]string{"-name " + node}, extra...)
+
+	src := filepath.Join(r.Root, "releases", r.Version, "vm.args")
+	out := filepath.Join(s.Dir, "vm.args")
+	if _, err := os.Stat(src + ".src"); err == nil {
+		// Let relx replace ${VARS} itself, from our copy.
+		if _, err := withLines(src+".src", out+".src", drop, head...); err != nil {
+			return nil, err
+		}
+	} else if _, err := withLines(src, out, drop, head...); err != nil {
+		return nil, err
+	}
+	env["VMARGS_PATH"] = out
+	return &Command{Path: bin, Args: []string{"foreground"}, Env: env}, nil
+}
+
+// shipment starts a Gleam erlang-shipment with `entrypoint.sh run`.
+func shipment(s Spec) (*Command, error) {
+	env := map[string]string{}
+	if s.Node != "" {
+		// entrypoint.sh runs a plain `erl`, which reads ERL_FLAGS.
+		env["ERL_FLAGS"] = "-name " + s.Node + " " + distFlags(s.DistPort)
+	}
+	return &Command{Path: filepath.Join(s.Release.Root, "entrypoint.sh"), Args: []string{"run"}, Env: env}, nil
+}
+
+func distFlags(port int) string {
+	if port <= 0 {
+		return "-dist_listen false -start_epmd false"
+	}
+	return fmt.Sprintf("-erl_epmd_port %d -start_epmd false", port)
+}
+
+// withLines copies the args file src to dst, without the lines for which
+// drop is true, and with head prepended. A missing src is an empty file.
+func withLines(src, dst string, drop func(string) bool, head ...string) (string, error) {
+	data, err := os.ReadFile(src)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("launch: %w", err)
+	}
+	var b bytes.Buffer
+	b.WriteString("## Written by the beam Nomad driver from " + filepath.Base(src) + "\n")
+	for _, l := range head {
+		b.WriteString(l + "\n")
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if drop != nil && drop(sc.Text()) {
+			continue
+		}
+		b.WriteString(sc.Text() + "\n")
+	}
+	if err := os.WriteFile(dst, b.Bytes(), 0o600); err != nil {
+		return "", fmt.Errorf("launch: %w", err)
+	}
+	return dst, nil
+}

@@ -1,0 +1,187 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/unpack"
+)
+
+// prepared is a release on disk, ready to start.
+type prepared struct {
+	release *release.Release
+	cmd     *launch.Command
+	env     []string
+	node    string
+}
+
+// prepare fetches, verifies and unpacks the release into the task's local
+// directory, and builds the command that starts it. Each step emits a task
+// event; a failure emits one that says why and what to do.
+func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*prepared, error) {
+	pcfg, _ := d.cfg()
+	src := fetch.Redact(tc.Release.Source)
+
+	downloads := filepath.Join(pcfg.DataDir, "downloads")
+	if err := os.MkdirAll(downloads, 0o700); err != nil {
+		return nil, d.fail(cfg, "cannot create data_dir %s: %v", pcfg.DataDir, err)
+	}
+	tmp := filepath.Join(downloads, cfg.AllocID+"-"+cfg.Name+".tar.gz.part")
+	defer os.Remove(tmp)
+
+	d.event(cfg, "Fetching release from %s", src)
+	start := time.Now()
+	res, err := d.fetcher.Fetch(ctx, tc.Release.Source, tc.Release.SHA256, tmp, func(done, total int64) {
+		d.event(cfg, "Fetching release: %s", progressText(done, total))
+	})
+	if err != nil {
+		return nil, d.fail(cfg, "Fetch failed: %v", err)
+	}
+	verified := "sha256 " + res.SHA256[:12] + "… verified"
+	if tc.Release.SHA256 == "" {
+		verified = "sha256 " + res.SHA256[:12] + "… not checked (no release.sha256)"
+	}
+	logger.Info("fetched release", "source", src, "bytes", res.Size, "sha256", res.SHA256, "duration", time.Since(start))
+
+	dir := filepath.Join(cfg.TaskDir().LocalDir, "release")
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, d.fail(cfg, "cannot clear %s: %v", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, d.fail(cfg, "cannot create %s: %v", dir, err)
+	}
+	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(res.Size), verified)
+	if err := unpack.File(tmp, dir, unpack.Limits{}); err != nil {
+		return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
+	}
+	rel, err := release.Find(dir, tc.Release.Name)
+	if err != nil {
+		return nil, d.fail(cfg, "Bad release in %s: %v", src, err)
+	}
+	host := d.host.probe(ctx)
+	if err := rel.Check(host.ERTS); err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+
+	node, port, err := nodeName(cfg, tc, rel)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+	spec := launch.Spec{
+		Release:  rel,
+		Node:     node,
+		DistPort: port,
+		Dir:      filepath.Join(cfg.TaskDir().LocalDir, "beam"),
+	}
+	if host.Path != "" {
+		spec.HostBin = filepath.Dir(host.Path)
+	}
+	cmd, err := launch.Build(spec)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env), node: node}, nil
+}
+
+var nodeUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// nodeName returns the node's full name and distribution port. By default
+// the name is JOB-ALLOC8@IP: unique per allocation, canaries included,
+// where an allocation index would repeat.
+func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig, rel *release.Release) (string, int, error) {
+	if tc.DistPort == "" {
+		return "", 0, nil
+	}
+	var ports []string
+	if cfg.Resources != nil && cfg.Resources.Ports != nil {
+		for _, p := range *cfg.Resources.Ports {
+			ports = append(ports, p.Label)
+			if p.Label != tc.DistPort {
+				continue
+			}
+			name := tc.NodeName
+			if name == "" {
+				short := cfg.AllocID
+				if len(short) > 8 {
+					short = short[:8]
+				}
+				name = strings.Trim(nodeUnsafe.ReplaceAllString(cfg.JobName, "-"), "-") + "-" + short
+			}
+			if !strings.Contains(name, "@") {
+				host := p.HostIP
+				if host == "" || host == "0.0.0.0" {
+					host = "127.0.0.1"
+				}
+				name += "@" + host
+			}
+			return name, p.Value, nil
+		}
+	}
+	return "", 0, fmt.Errorf("dist_port = %q is not a port of this task's group network (ports: %s); "+
+		"add it to the group's network block: port %q {}", tc.DistPort, strings.Join(ports, ", "), tc.DistPort)
+}
+
+// mergeEnv returns base with the keys of over replaced or added.
+func mergeEnv(base []string, over map[string]string) []string {
+	out := make([]string, 0, len(base)+len(over))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := over[k]; !ok {
+			out = append(out, kv)
+		}
+	}
+	for k, v := range over {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+func (d *Driver) event(cfg *drivers.TaskConfig, format string, args ...any) {
+	err := d.eventer.EmitEvent(&drivers.TaskEvent{
+		TaskID:    cfg.ID,
+		TaskName:  cfg.Name,
+		AllocID:   cfg.AllocID,
+		Timestamp: time.Now(),
+		Message:   fmt.Sprintf(format, args...),
+	})
+	if err != nil {
+		d.logger.Warn("failed to emit task event", "error", err)
+	}
+}
+
+// fail emits a task event for a failed step and returns it as an error.
+func (d *Driver) fail(cfg *drivers.TaskConfig, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	d.event(cfg, "%s", err.Error())
+	return err
+}
+
+func progressText(done, total int64) string {
+	if total <= 0 {
+		return humanBytes(done)
+	}
+	return fmt.Sprintf("%s of %s (%d%%)", humanBytes(done), humanBytes(total), done*100/total)
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

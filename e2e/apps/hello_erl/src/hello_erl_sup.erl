@@ -1,0 +1,12 @@
+-module(hello_erl_sup).
+-behaviour(supervisor).
+-export([start_link/1, init/1]).
+
+start_link(Port) ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, Port).
+
+init(Port) ->
+    Http = #{id => hello_erl_http,
+             start => {hello_erl_http, start_link, [Port]},
+             shutdown => 5000},
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, [Http]}}.

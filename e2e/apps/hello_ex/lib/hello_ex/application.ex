@@ -1,0 +1,27 @@
+defmodule HelloEx.Application do
+  @moduledoc "Example OTP application: a small HTTP service built from OTP alone."
+  use Application
+
+  @impl true
+  def start(_type, _args) do
+    port = Application.fetch_env!(:hello_ex, :port)
+    children = [{HelloEx.HTTP, port}]
+    {:ok, sup} = Supervisor.start_link(children, strategy: :one_for_one, name: HelloEx.Supervisor)
+    IO.puts("hello_ex #{vsn()} booted on node #{node()}, http port #{port}")
+    {:ok, sup}
+  end
+
+  @impl true
+  def prep_stop(state) do
+    IO.puts("hello_ex shutting down gracefully")
+    state
+  end
+
+  @impl true
+  def stop(_state) do
+    IO.puts("hello_ex stopped")
+    :ok
+  end
+
+  def vsn, do: Application.spec(:hello_ex, :vsn) |> to_string()
+end

@@ -1,0 +1,332 @@
+// Package e2e runs the beam driver under real Nomad and Consul agents.
+//
+// One Cluster is started per test binary and shared by its tests: a Consul
+// dev agent and a single-node Nomad agent (server and client) with a data
+// directory, so that the agent can be restarted and recover its tasks.
+// Everything listens on 127.0.0.1 only.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cluster is a running Consul and Nomad pair.
+type Cluster struct {
+	Root       string // repository root
+	Dir        string // scratch directory for agent state and logs
+	ConsulAddr string // http://127.0.0.1:PORT
+	NomadAddr  string // http://127.0.0.1:PORT
+
+	consul, nomad *exec.Cmd
+	nomadConfig   string
+}
+
+// Start starts Consul and Nomad with the plugin from Root/bin, and waits
+// until the Nomad client reports the beam driver healthy.
+func Start(root, dir string) (*Cluster, error) {
+	c := &Cluster{Root: root, Dir: dir}
+	ports, err := freePorts(7)
+	if err != nil {
+		return nil, err
+	}
+	c.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
+
+	c.consul = exec.Command(filepath.Join(root, "bin", "consul"), "agent", "-dev",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1",
+		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
+		"-server-port", strconv.Itoa(ports[3]))
+	if err := c.startLogged(c.consul, "consul.log"); err != nil {
+		return nil, err
+	}
+	if err := waitFor(60*time.Second, func() error {
+		var leader string
+		if err := getJSON(c.ConsulAddr+"/v1/status/leader", &leader); err != nil {
+			return err
+		}
+		if leader == "" {
+			return fmt.Errorf("no consul leader yet")
+		}
+		return nil
+	}); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("consul did not start: %w\n%s", err, c.tail("consul.log"))
+	}
+
+	plugins := filepath.Join(dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		return nil, err
+	}
+	if err := copyFile(filepath.Join(root, "bin", "nomad-driver-beam"), filepath.Join(plugins, "nomad-driver-beam")); err != nil {
+		return nil, err
+	}
+	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
+	cfg := fmt.Sprintf(nomadHCL, filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
+		ports[0], filepath.Join(dir, "beam"))
+	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if err := c.startNomad(); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+const nomadHCL = `
+data_dir   = %q
+plugin_dir = %q
+bind_addr  = "127.0.0.1"
+log_level  = "DEBUG"
+
+ports {
+  http = %d
+  rpc  = %d
+  serf = %d
+}
+
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
+
+server {
+  enabled          = true
+  bootstrap_expect = 1
+}
+
+client {
+  enabled           = true
+  network_interface = "lo"
+  options {
+    # The environment sets AWS_CA_BUNDLE, which breaks these fingerprints.
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
+}
+
+consul {
+  address = "127.0.0.1:%d"
+}
+
+plugin "nomad-driver-beam" {
+  config {
+    data_dir = %q
+  }
+}
+
+plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+`
+
+func (c *Cluster) startNomad() error {
+	c.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", c.nomadConfig)
+	c.nomad.Env = append(os.Environ(), "AWS_CA_BUNDLE=")
+	if err := c.startLogged(c.nomad, "nomad.log"); err != nil {
+		return err
+	}
+	err := waitFor(90*time.Second, func() error {
+		var nodes []struct {
+			ID      string
+			Status  string
+			Drivers map[string]struct{ Healthy bool }
+		}
+		if err := getJSON(c.NomadAddr+"/v1/nodes?resources=true", &nodes); err != nil {
+			return err
+		}
+		if len(nodes) == 0 || nodes[0].Status != "ready" {
+			return fmt.Errorf("nomad client not ready")
+		}
+		var full struct {
+			Drivers map[string]struct{ Healthy bool }
+		}
+		if err := getJSON(c.NomadAddr+"/v1/node/"+nodes[0].ID, &full); err != nil {
+			return err
+		}
+		if !full.Drivers["beam"].Healthy {
+			return fmt.Errorf("beam driver not healthy yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("nomad did not start: %w\n%s", err, c.tail("nomad.log"))
+	}
+	return nil
+}
+
+// RestartNomad stops the Nomad agent and starts it again on the same state.
+func (c *Cluster) RestartNomad() error {
+	stop(c.nomad, 30*time.Second)
+	return c.startNomad()
+}
+
+// Stop stops every job, then the agents.
+func (c *Cluster) Stop() {
+	if c.nomad != nil && c.nomad.Process != nil {
+		var jobs []struct{ ID string }
+		if getJSON(c.NomadAddr+"/v1/jobs", &jobs) == nil {
+			for _, j := range jobs {
+				_, _ = c.Nomad("job", "stop", "-purge", j.ID)
+			}
+		}
+		stop(c.nomad, 30*time.Second)
+	}
+	if c.consul != nil && c.consul.Process != nil {
+		stop(c.consul, 15*time.Second)
+	}
+	killUnder(c.Dir)
+}
+
+// Nomad runs the nomad CLI against the cluster.
+func (c *Cluster) Nomad(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Root, "bin", "nomad"), args...)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+c.NomadAddr)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("nomad %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), nil
+}
+
+// NomadJSON decodes a Nomad API GET.
+func (c *Cluster) NomadJSON(path string, v any) error { return getJSON(c.NomadAddr+path, v) }
+
+// ConsulJSON decodes a Consul API GET.
+func (c *Cluster) ConsulJSON(path string, v any) error { return getJSON(c.ConsulAddr+path, v) }
+
+func (c *Cluster) startLogged(cmd *exec.Cmd, name string) error {
+	f, err := os.OpenFile(filepath.Join(c.Dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	// Own process group, so that nothing the agent starts outlives a stop.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	go func() { _ = cmd.Wait(); f.Close() }()
+	return nil
+}
+
+// tail returns the end of a log file in Dir, for error messages.
+func (c *Cluster) tail(name string) string {
+	b, _ := os.ReadFile(filepath.Join(c.Dir, name))
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
+}
+
+// stop sends SIGINT and waits up to grace before SIGKILL.
+func stop(cmd *exec.Cmd, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if cmd.ProcessState != nil || syscall.Kill(cmd.Process.Pid, 0) != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+}
+
+// killUnder kills every process whose working directory or executable lies
+// under dir: executors and nodes that a test left behind.
+func killUnder(dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		if pid == os.Getpid() {
+			continue
+		}
+		cwd, _ := os.Readlink(p + "/cwd")
+		exe, _ := os.Readlink(p + "/exe")
+		if strings.HasPrefix(cwd, dir) || strings.HasPrefix(exe, dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+func getJSON(url string, v any) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// waitFor calls f until it returns nil or timeout passes, and returns the
+// last error.
+func waitFor(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %w", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
+}

@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// job is a Nomad job that a test submitted.
+type job struct {
+	t     testing.TB
+	ID    string
+	Alloc string
+}
+
+// runJob submits a jobspec from testdata with HCL2 variables and waits until
+// its one allocation runs.
+func runJob(t testing.TB, spec, id string, vars map[string]string) *job {
+	t.Helper()
+	args := []string{"job", "run", "-detach"}
+	for k, v := range vars {
+		args = append(args, "-var", k+"="+v)
+	}
+	args = append(args, "-var", "job="+id, filepath.Join(cluster.Root, "e2e", "testdata", spec))
+	if _, err := cluster.Nomad(args...); err != nil {
+		t.Fatal(err)
+	}
+	j := &job{t: t, ID: id}
+	t.Cleanup(func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) })
+	j.Alloc = j.waitAlloc("running", 3*time.Minute)
+	return j
+}
+
+type allocation struct {
+	ID                 string
+	ClientStatus       string
+	TaskStates         map[string]taskState
+	AllocatedResources struct {
+		Shared struct {
+			Ports []struct {
+				Label  string
+				Value  int
+				HostIP string
+			}
+		}
+	}
+}
+
+type taskState struct {
+	State    string
+	Failed   bool
+	Restarts int
+	Events   []struct {
+		Type           string
+		DisplayMessage string
+		ExitCode       int
+		Details        map[string]string
+	}
+}
+
+// waitAlloc waits until the job has an allocation in the given client
+// status, and fails fast if it failed instead.
+func (j *job) waitAlloc(status string, timeout time.Duration) string {
+	j.t.Helper()
+	var id string
+	err := waitFor(timeout, func() error {
+		var allocs []allocation
+		if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil {
+			return err
+		}
+		for _, a := range allocs {
+			if a.ClientStatus == status {
+				id = a.ID
+				return nil
+			}
+			if a.ClientStatus == "failed" && status != "failed" {
+				return fmt.Errorf("allocation %s failed: %s", a.ID, j.describe(a.ID))
+			}
+		}
+		return fmt.Errorf("no %s allocation yet (%d allocations)", status, len(allocs))
+	})
+	if err != nil {
+		j.t.Fatalf("job %s: %v", j.ID, err)
+	}
+	return id
+}
+
+// alloc returns the allocation's current state.
+func (j *job) alloc() allocation {
+	j.t.Helper()
+	var a allocation
+	if err := cluster.NomadJSON("/v1/allocation/"+j.Alloc, &a); err != nil {
+		j.t.Fatal(err)
+	}
+	return a
+}
+
+// port returns the host port that Nomad assigned to a label.
+func (j *job) port(label string) int {
+	j.t.Helper()
+	for _, p := range j.alloc().AllocatedResources.Shared.Ports {
+		if p.Label == label {
+			return p.Value
+		}
+	}
+	j.t.Fatalf("allocation %s has no port %q", j.Alloc, label)
+	return 0
+}
+
+// describe returns the task events of an allocation, for failure messages.
+func (j *job) describe(allocID string) string {
+	out, _ := cluster.Nomad("alloc", "status", allocID)
+	return out
+}
+
+// events returns the display messages of the task's events.
+func (j *job) events(task string) []string {
+	var msgs []string
+	for _, e := range j.alloc().TaskStates[task].Events {
+		msgs = append(msgs, e.DisplayMessage)
+	}
+	return msgs
+}
+
+// get fetches a path from the app and returns the body.
+func get(port int, path string) (string, error) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	return string(b), nil
+}
+
+// waitHTTP waits until the app answers a path, and returns the body.
+func waitHTTP(t testing.TB, port int, path string, timeout time.Duration) string {
+	t.Helper()
+	var body string
+	err := waitFor(timeout, func() (err error) {
+		body, err = get(port, path)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("app on port %d never answered %s: %v", port, path, err)
+	}
+	return body
+}
+
+// waitConsulPassing waits until Consul lists the service with a passing
+// check on the given port.
+func waitConsulPassing(t testing.TB, service string, port int) {
+	t.Helper()
+	err := waitFor(60*time.Second, func() error {
+		var entries []struct {
+			Service struct{ Port int }
+		}
+		if err := cluster.ConsulJSON("/v1/health/service/"+service+"?passing=true", &entries); err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Service.Port == port {
+				return nil
+			}
+		}
+		return fmt.Errorf("service %s on port %d not passing in Consul (%d passing)", service, port, len(entries))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLogs waits until the task's stdout contains want.
+func (j *job) waitLogs(task, want string) string {
+	j.t.Helper()
+	var out string
+	err := waitFor(30*time.Second, func() (err error) {
+		out, err = cluster.Nomad("alloc", "logs", j.Alloc, task)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, want) {
+			return fmt.Errorf("stdout does not contain %q yet", want)
+		}
+		return nil
+	})
+	if err != nil {
+		j.t.Fatalf("alloc logs: %v\nstdout so far:\n%s", err, out)
+	}
+	return out
+}

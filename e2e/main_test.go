@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cluster is shared by every test in this binary.
+var (
+	cluster  *Cluster
+	releases *releaseServer
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// `make e2e` has built everything already; this makes a bare
+	// `go test ./e2e/` work too. Make skips what is up to date.
+	start := time.Now()
+	mk := exec.Command("make", "-C", root, "plugin", "agents", "releases")
+	mk.Stdout, mk.Stderr = os.Stderr, os.Stderr
+	if err := mk.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build failed:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e: builds ready in %s\n", time.Since(start).Round(time.Millisecond))
+
+	dir, err := os.MkdirTemp("", "beam-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	releases, err = serveReleases(filepath.Join(root, "build", "releases"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer releases.Close()
+
+	start = time.Now()
+	cluster, err = Start(root, dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e: consul %s and nomad %s ready in %s\n",
+		cluster.ConsulAddr, cluster.NomadAddr, time.Since(start).Round(time.Millisecond))
+	code := m.Run()
+	cluster.Stop()
+	if code == 0 {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "e2e: agent logs kept in %s\n", dir)
+	}
+	return code
+}
+
+// releaseServer serves build/releases over HTTP on loopback, as a release
+// store would.
+type releaseServer struct {
+	URL string
+	dir string
+	srv *http.Server
+}
+
+func serveReleases(dir string) (*releaseServer, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &releaseServer{URL: "http://" + l.Addr().String(), dir: dir,
+		srv: &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = s.srv.Serve(l) }()
+	return s, nil
+}
+
+func (s *releaseServer) Close() { _ = s.srv.Close() }
+
+// SHA256 returns the hex sha256 of a tarball in the release directory.
+func (s *releaseServer) SHA256(t testing.TB, name string) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(s.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// uniqueJob returns a job ID that no other test uses.
+func uniqueJob(t testing.TB, prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000)
+}
+
+func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }

@@ -1,0 +1,60 @@
+# Test job for the beam driver: one allocation, short health timings.
+variable "job" { type = string }
+variable "task" { type = string }
+variable "source" { type = string }
+variable "sha256" { type = string }
+
+job "app" {
+  id          = var.job
+  datacenters = ["*"]
+
+  update {
+    min_healthy_time = "2s"
+    healthy_deadline = "1m"
+  }
+
+  group "app" {
+    network {
+      port "http" {}
+      port "dist" {}
+    }
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    service {
+      name     = var.job
+      port     = "http"
+      provider = "consul"
+
+      check {
+        type     = "http"
+        path     = "/health"
+        interval = "1s"
+        timeout  = "1s"
+      }
+    }
+
+    task "node" {
+      driver = "beam"
+
+      config {
+        release {
+          source = var.source
+          sha256 = var.sha256
+          name   = var.task
+        }
+        dist_port = "dist"
+      }
+
+      kill_timeout = "20s"
+
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+    }
+  }
+}

@@ -1,0 +1,53 @@
+# Baseline: the same relx release under raw_exec, fetched with an artifact
+# block, epmd-less (ERL_DIST_PORT), as an operator would run it without the
+# beam driver.
+variable "job" { type = string }
+variable "task" { type = string }
+variable "source" { type = string }
+variable "sha256" { type = string }
+
+job "app" {
+  id          = var.job
+  datacenters = ["*"]
+
+  group "app" {
+    network {
+      port "http" {}
+      port "dist" {}
+    }
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    task "node" {
+      driver = "raw_exec"
+
+      artifact {
+        source      = var.source
+        destination = "local/rel"
+        options {
+          checksum = "sha256:${var.sha256}"
+        }
+      }
+
+      env {
+        ERL_DIST_PORT = "${NOMAD_PORT_dist}"
+      }
+
+      config {
+        command = "local/rel/bin/${var.task}"
+        args    = ["foreground"]
+      }
+
+      kill_signal  = "SIGTERM"
+      kill_timeout = "20s"
+
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+    }
+  }
+}

@@ -1,0 +1,71 @@
+# The example Erlang app (a rebar3 relx release) run by the beam driver.
+#
+#   nomad job run \
+#     -var release_source=https://releases.example.com/hello_erl-0.1.0.tar.gz \
+#     -var release_sha256=$(sha256sum hello_erl-0.1.0.tar.gz | cut -d' ' -f1) \
+#     jobspecs/hello_erl.nomad.hcl
+
+variable "release_source" {
+  type        = string
+  description = "Where the release tarball is: file:///..., http(s)://..."
+}
+
+variable "release_sha256" {
+  type        = string
+  description = "sha256sum of the tarball; the task fails if it does not match."
+}
+
+variable "count" {
+  type    = number
+  default = 1
+}
+
+job "hello-erl" {
+  datacenters = ["*"]
+
+  group "web" {
+    count = var.count
+
+    network {
+      # The app reads NOMAD_PORT_http.
+      port "http" {}
+      # Erlang distribution listens here; no epmd runs.
+      port "dist" {}
+    }
+
+    service {
+      name     = "hello-erl"
+      port     = "http"
+      provider = "consul"
+
+      check {
+        type     = "http"
+        path     = "/health"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "hello_erl" {
+      driver = "beam"
+
+      config {
+        release {
+          source = var.release_source
+          sha256 = var.release_sha256
+        }
+        dist_port = "dist"
+      }
+
+      # SIGTERM (the driver's default) makes the node run init:stop, so the
+      # app drains and logs its shutdown. The BEAM needs about a second for
+      # that on its own; give the app room beyond it.
+      kill_timeout = "15s"
+
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+    }
+  }
+}
