@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/base"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/hashicorp/nomad/plugins/drivers/fsisolation"
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 )
 
 const (

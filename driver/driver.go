@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	_ drivers.DriverPlugin            = (*Driver)(nil)
+	_ drivers.DriverPlugin               = (*Driver)(nil)
 	_ drivers.ExecTaskStreamingRawDriver = (*Driver)(nil)
 )
 
