@@ -49,7 +49,7 @@ func Start(root, dir string) (*Cluster, error) {
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1",
 		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
-		"-server-port", strconv.Itoa(ports[3]))
+		"-server-port", strconv.Itoa(ports[3]), "-hcl", "disable_update_check = true")
 	if err := c.startLogged(c.consul, "consul.log"); err != nil {
 		return nil, err
 	}
@@ -92,6 +92,14 @@ data_dir   = %q
 plugin_dir = %q
 bind_addr  = "127.0.0.1"
 log_level  = "DEBUG"
+
+disable_update_check = true
+
+# Task CPU and memory stats reach the API and the UI only with this on.
+telemetry {
+  publish_allocation_metrics = true
+  collection_interval        = "1s"
+}
 
 ports {
   http = %d

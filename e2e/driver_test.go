@@ -63,6 +63,9 @@ func TestReleaseKinds(t *testing.T) {
 			// 4. Its boot output is in nomad alloc logs.
 			j.waitLogs("node", tc.boot)
 
+			// CPU and memory stats arrive.
+			j.waitStats(time.Time{})
+
 			// The driver's own events tell the story of the start.
 			events := strings.Join(j.events("node"), "\n")
 			for _, want := range []string{"Fetching release from " + releases.URL, "Unpacking release", "sha256", "verified", "Started " + tc.task + " "} {

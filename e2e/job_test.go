@@ -200,3 +200,37 @@ func (j *job) waitLogs(task, want string) string {
 	}
 	return out
 }
+
+// taskStats is the part of /v1/client/allocation/:id/stats the tests read.
+type taskStats struct {
+	Timestamp     int64
+	ResourceUsage struct {
+		MemoryStats struct{ RSS uint64 }
+		CpuStats    struct{ TotalTicks float64 }
+	}
+}
+
+// waitStats waits for a sample of the task's resource usage taken after
+// since, with non-zero memory and CPU, and returns it.
+func (j *job) waitStats(since time.Time) taskStats {
+	j.t.Helper()
+	var s taskStats
+	err := waitFor(30*time.Second, func() error {
+		if err := cluster.NomadJSON("/v1/client/allocation/"+j.Alloc+"/stats", &s); err != nil {
+			return err
+		}
+		switch {
+		case s.Timestamp <= since.UnixNano():
+			return fmt.Errorf("no stats sample since %s", since.Format(time.RFC3339Nano))
+		case s.ResourceUsage.MemoryStats.RSS == 0:
+			return fmt.Errorf("memory RSS is 0")
+		case s.ResourceUsage.CpuStats.TotalTicks == 0:
+			return fmt.Errorf("CPU ticks are 0")
+		}
+		return nil
+	})
+	if err != nil {
+		j.t.Fatalf("task stats: %v", err)
+	}
+	return s
+}

@@ -66,4 +66,4 @@ route(<<"/health">>) ->
     {200, <<"ok\n">>};
 route(_) ->
     {ok, Vsn} = application:get_key(hello_erl, vsn),
-    {200, io_lib:format("hello from hello_erl ~s on ~s~n", [Vsn, node()])}.
+    {200, io_lib:format("hello from hello_erl ~s on ~s pid ~s~n", [Vsn, node(), os:getpid()])}.

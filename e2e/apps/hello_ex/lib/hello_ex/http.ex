@@ -60,5 +60,6 @@ defmodule HelloEx.HTTP do
   end
 
   defp route("/health"), do: "ok\n"
-  defp route(_), do: "hello from hello_ex #{HelloEx.Application.vsn()} on #{node()}\n"
+  defp route(_),
+    do: "hello from hello_ex #{HelloEx.Application.vsn()} on #{node()} pid #{System.pid()}\n"
 end
