@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/client/lib/numalib"
 	"github.com/hashicorp/nomad/drivers/shared/eventer"
 	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/base"
@@ -79,16 +80,22 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.config = &c
-	if cfg.AgentConfig != nil {
+	if cfg.AgentConfig != nil && cfg.AgentConfig.Driver != nil {
 		d.clientConfig = cfg.AgentConfig.Driver
 	}
 	d.host.setPath(c.ErlPath)
 	return nil
 }
 
+// cfg returns the plugin config and the client's driver config. Nomad
+// always sends the latter; without it (as in tests) the topology is scanned
+// here, because the executor needs it.
 func (d *Driver) cfg() (*Config, *base.ClientDriverConfig) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.clientConfig == nil || d.clientConfig.Topology == nil {
+		d.clientConfig = &base.ClientDriverConfig{Topology: numalib.Scan(numalib.PlatformScanners(false))}
+	}
 	return d.config, d.clientConfig
 }
 
@@ -178,9 +185,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	execCfg := &executor.ExecutorConfig{
 		LogFile:  filepath.Join(cfg.TaskDir().Dir, "executor.out"),
 		LogLevel: "debug",
-	}
-	if client != nil {
-		execCfg.Compute = client.Topology.Compute()
+		Compute:  client.Topology.Compute(),
 	}
 	exec, pluginClient, err := executor.CreateExecutor(logger.With("task_id", cfg.ID), client, execCfg)
 	if err != nil {
@@ -261,12 +266,8 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		return fmt.Errorf("failed to build reattach config: %w", err)
 	}
 	_, client := d.cfg()
-	var compute = executor.ExecutorConfig{}.Compute
-	if client != nil {
-		compute = client.Topology.Compute()
-	}
 	logger := d.logger.With("alloc_id", handle.Config.AllocID, "task_name", handle.Config.Name)
-	exec, pluginClient, err := executor.ReattachToExecutor(plugRC, logger.With("task_id", handle.Config.ID), compute)
+	exec, pluginClient, err := executor.ReattachToExecutor(plugRC, logger.With("task_id", handle.Config.ID), client.Topology.Compute())
 	if err != nil {
 		return fmt.Errorf("failed to reattach to executor: %w", err)
 	}

@@ -63,6 +63,8 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	}
 	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(res.Size), verified)
 	if err := unpack.File(tmp, dir, unpack.Limits{}); err != nil {
+		// Leave nothing of a rejected archive behind, links included.
+		_ = os.RemoveAll(dir)
 		return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
 	}
 	rel, err := release.Find(dir, tc.Release.Name)
@@ -74,7 +76,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		return nil, d.fail(cfg, "%v", err)
 	}
 
-	node, port, err := nodeName(cfg, tc, rel)
+	node, port, err := nodeName(cfg, tc)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
@@ -99,7 +101,7 @@ var nodeUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 // nodeName returns the node's full name and distribution port. By default
 // the name is JOB-ALLOC8@IP: unique per allocation, canaries included,
 // where an allocation index would repeat.
-func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig, rel *release.Release) (string, int, error) {
+func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, error) {
 	if tc.DistPort == "" {
 		return "", 0, nil
 	}

@@ -113,9 +113,10 @@ func Reader(r io.Reader, dst string, lim Limits) error {
 	if u.entries == 0 {
 		return &Error{Reason: "archive is empty; build the release tarball again"}
 	}
-	// Drain the compressed stream so that a gzip checksum or length error
-	// after the tar trailer is still reported.
-	if _, err := io.Copy(io.Discard, in); err != nil {
+	// Read on past the tar trailer so that a gzip checksum or length error
+	// is still reported, but only so far: what follows the trailer may be
+	// a decompression bomb.
+	if _, err := io.CopyN(io.Discard, in, 1<<20); err != nil && err != io.EOF {
 		return archiveError(err)
 	}
 	return checkLinks(dst, u.links)
@@ -133,6 +134,14 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 	u.entries++
 	if u.entries > u.lim.MaxEntries {
 		return &Error{Reason: fmt.Sprintf("more than %d entries; refusing a possible tar bomb", u.lim.MaxEntries)}
+	}
+	// archive/tar reads through the data of every entry, whatever its
+	// type, so every entry's size counts against the limit.
+	if hdr.Size < 0 || u.bytes+hdr.Size > u.lim.MaxBytes {
+		return &Error{Entry: hdr.Name, Reason: fmt.Sprintf("unpacked size would exceed %d bytes; refusing a possible tar bomb", u.lim.MaxBytes)}
+	}
+	if hdr.Typeflag != tar.TypeReg {
+		u.bytes += hdr.Size
 	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {
@@ -181,9 +190,6 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 }
 
 func (u *unpacker) file(hdr *tar.Header, name string, body io.Reader) error {
-	if hdr.Size < 0 || u.bytes+hdr.Size > u.lim.MaxBytes {
-		return &Error{Entry: hdr.Name, Reason: fmt.Sprintf("unpacked size would exceed %d bytes; refusing a possible tar bomb", u.lim.MaxBytes)}
-	}
 	// Remove first so that an earlier symlink of the same name is replaced,
 	// never written through.
 	_ = u.root.Remove(name)

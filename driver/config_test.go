@@ -1,0 +1,135 @@
+package driver
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/nomad/helper/pluginutils/hclutils"
+	"github.com/hashicorp/nomad/nomad/structs"
+	"github.com/hashicorp/nomad/plugins/drivers"
+)
+
+const goodSHA = "904507367cdd9b14b63eefcfaa387c26e195cccd6f98ea76ad966542d8781fc9"
+
+func TestTaskConfigSpecParses(t *testing.T) {
+	var tc TaskConfig
+	hclutils.NewConfigParser(taskConfigSpec).ParseHCL(t, `
+config {
+  release {
+    source = "https://releases.example.com/shop-1.0.0.tar.gz"
+    sha256 = "`+goodSHA+`"
+    name   = "shop"
+  }
+  node_name = "shop-web"
+  dist_port = "dist"
+}`, &tc)
+	want := TaskConfig{
+		Release:  ReleaseConfig{Source: "https://releases.example.com/shop-1.0.0.tar.gz", SHA256: goodSHA, Name: "shop"},
+		NodeName: "shop-web",
+		DistPort: "dist",
+	}
+	if tc != want {
+		t.Fatalf("parsed %+v, want %+v", tc, want)
+	}
+	if err := tc.validate(true); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTaskConfigValidate(t *testing.T) {
+	ok := func() TaskConfig {
+		return TaskConfig{Release: ReleaseConfig{Source: "https://x/app.tar.gz", SHA256: goodSHA}}
+	}
+	cases := []struct {
+		name       string
+		mutate     func(*TaskConfig)
+		requireSHA bool
+		want       string // "" means valid
+	}{
+		{"valid https", func(*TaskConfig) {}, true, ""},
+		{"valid file", func(c *TaskConfig) { c.Release.Source = "file:///srv/app.tar.gz" }, true, ""},
+		{"valid absolute path", func(c *TaskConfig) { c.Release.Source = "/srv/app.tar.gz" }, true, ""},
+		{"sha256 optional when allowed", func(c *TaskConfig) { c.Release.SHA256 = "" }, false, ""},
+		{"missing source", func(c *TaskConfig) { c.Release.Source = "" }, true, "release.source is required"},
+		{"unsupported scheme", func(c *TaskConfig) { c.Release.Source = "ftp://x/app.tar.gz" }, true, "release.source"},
+		{"relative path", func(c *TaskConfig) { c.Release.Source = "app.tar.gz" }, true, "release.source"},
+		{"credentials redacted", func(c *TaskConfig) { c.Release.Source = "ftp://user:hunter2@x/a" }, true, "REDACTED"},
+		{"missing sha256", func(c *TaskConfig) { c.Release.SHA256 = "" }, true, "release.sha256 is required"},
+		{"short sha256", func(c *TaskConfig) { c.Release.SHA256 = "abc" }, true, "release.sha256"},
+		{"non-hex sha256", func(c *TaskConfig) { c.Release.SHA256 = strings.Repeat("g", 64) }, true, "64 hex"},
+		{"bad release name", func(c *TaskConfig) { c.Release.Name = "my-app" }, true, "release.name"},
+		{"bad node name", func(c *TaskConfig) { c.NodeName, c.DistPort = "a b", "dist" }, true, "node_name"},
+		{"node name without port", func(c *TaskConfig) { c.NodeName = "shop" }, true, "dist_port is not"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok()
+			tc.mutate(&c)
+			err := c.validate(tc.requireSHA)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("no error, want one mentioning %q", tc.want)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q does not mention %q", err, tc.want)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error leaks a credential: %v", err)
+			}
+		})
+	}
+}
+
+func TestPluginConfigValidate(t *testing.T) {
+	cases := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{DataDir: "/var/lib/beam"}, ""},
+		{Config{DataDir: ""}, "data_dir must not be empty"},
+		{Config{DataDir: "relative/dir"}, "absolute"},
+	}
+	for _, tc := range cases {
+		err := tc.cfg.validate()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("validate(%+v) = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestNodeName(t *testing.T) {
+	ports := &structs.AllocatedPorts{
+		{Label: "http", Value: 24001, HostIP: "10.0.0.5"},
+		{Label: "dist", Value: 24002, HostIP: "10.0.0.5"},
+	}
+	cfg := &drivers.TaskConfig{
+		JobName:   "my shop/api",
+		AllocID:   "0123abcd-4567-89ef-0123-456789abcdef",
+		Resources: &drivers.Resources{Ports: ports},
+	}
+	cases := []struct {
+		tc       TaskConfig
+		wantName string
+		wantPort int
+		wantErr  string
+	}{
+		{TaskConfig{}, "", 0, ""},
+		{TaskConfig{DistPort: "dist"}, "my-shop-api-0123abcd@10.0.0.5", 24002, ""},
+		{TaskConfig{DistPort: "dist", NodeName: "web"}, "web@10.0.0.5", 24002, ""},
+		{TaskConfig{DistPort: "dist", NodeName: "web@web.internal"}, "web@web.internal", 24002, ""},
+		{TaskConfig{DistPort: "epmd"}, "", 0, `dist_port = "epmd" is not a port`},
+	}
+	for _, c := range cases {
+		name, port, err := nodeName(cfg, &c.tc)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%+v: error %v, want %q", c.tc, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || name != c.wantName || port != c.wantPort {
+			t.Errorf("%+v: got %q %d %v, want %q %d", c.tc, name, port, err, c.wantName, c.wantPort)
+		}
+	}
+}
