@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -112,5 +111,3 @@ func (s *releaseServer) SHA256(t testing.TB, name string) string {
 func uniqueJob(t testing.TB, prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000)
 }
-
-func contains(haystack, needle string) bool { return strings.Contains(haystack, needle) }
