@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// BenchmarkJobRunToHTTP measures the time from `nomad job run` to the app's
+// first HTTP answer, for the same relx release run by the beam driver and by
+// raw_exec with an artifact block and ERL_DIST_PORT (the epmd-less baseline).
+// The two alternate in each iteration, so both see the same machine state.
+// Run it with `make bench`.
+func BenchmarkJobRunToHTTP(b *testing.B) {
+	const tarball = "hello_erl-0.1.0.tar.gz"
+	vars := map[string]string{
+		"task":   "hello_erl",
+		"source": releases.URL + "/" + tarball,
+		"sha256": releases.SHA256(b, tarball),
+	}
+	var beam, raw time.Duration
+	for i := 0; i < b.N; i++ {
+		beam += timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("bench-beam-%d", i), vars)
+		raw += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("bench-raw-%d", i), vars)
+	}
+	n := float64(b.N)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(beam.Seconds()/n, "beam-s/op")
+	b.ReportMetric(raw.Seconds()/n, "raw_exec-s/op")
+	b.ReportMetric(beam.Seconds()/raw.Seconds(), "beam/raw_exec")
+}
+
+// timeToHTTP submits a job and returns how long it took until the app
+// answered, then stops the job.
+func timeToHTTP(b *testing.B, spec, id string, vars map[string]string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	args := []string{"job", "run", "-detach", "-var", "job=" + id}
+	for k, v := range vars {
+		args = append(args, "-var", k+"="+v)
+	}
+	args = append(args, cluster.Root+"/e2e/testdata/"+spec)
+	if _, err := cluster.Nomad(args...); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) }()
+
+	port := 0
+	err := waitForFast(2*time.Minute, func() error {
+		if port == 0 {
+			var allocs []allocation
+			if err := cluster.NomadJSON("/v1/job/"+id+"/allocations", &allocs); err != nil {
+				return err
+			}
+			if len(allocs) == 0 {
+				return fmt.Errorf("not placed yet")
+			}
+			var a allocation
+			if err := cluster.NomadJSON("/v1/allocation/"+allocs[0].ID, &a); err != nil {
+				return err
+			}
+			if a.ClientStatus == "failed" {
+				return fmt.Errorf("allocation failed")
+			}
+			for _, p := range a.AllocatedResources.Shared.Ports {
+				if p.Label == "http" {
+					port = p.Value
+				}
+			}
+			if port == 0 {
+				return fmt.Errorf("no port yet")
+			}
+		}
+		_, err := get(port, "/health")
+		return err
+	})
+	if err != nil {
+		b.Fatalf("%s: %v", id, err)
+	}
+	return time.Since(start)
+}
+
+// waitForFast is waitFor with a 20 ms poll, fine enough to time a start.
+func waitForFast(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %w", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
