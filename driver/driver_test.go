@@ -29,6 +29,7 @@ foreground)
   echo "fake node up in $(pwd) dist=$ERL_DIST_PORT"
   trap 'echo got TERM; exit 0' TERM
   trap 'echo got INT; exit 7' INT
+  trap 'echo got USR1' USR1
   while :; do sleep 0.05; done
   ;;
 *)
@@ -263,5 +264,21 @@ func TestStartTaskRejectsWrongSHA256(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cfg.TaskDir().LocalDir, "release")); err == nil {
 		t.Error("the release was unpacked despite the mismatch")
+	}
+}
+
+func TestSignalTask(t *testing.T) {
+	_, h := newHarness(t)
+	cfg, _ := startFake(t, h)
+	readStdout(t, cfg, "fake node up")
+	if err := h.SignalTask(cfg.ID, "SIGUSR1"); err != nil {
+		t.Fatal(err)
+	}
+	readStdout(t, cfg, "got USR1")
+	if err := h.SignalTask(cfg.ID, "SIGBOGUS"); err == nil || !strings.Contains(err.Error(), "unknown signal") {
+		t.Fatalf("SignalTask(SIGBOGUS) = %v, want an unknown signal error", err)
+	}
+	if err := h.DestroyTask(cfg.ID, true); err != nil {
+		t.Fatal(err)
 	}
 }

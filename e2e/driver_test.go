@@ -63,6 +63,11 @@ func TestReleaseKinds(t *testing.T) {
 			// 4. Its boot output is in nomad alloc logs.
 			j.waitLogs("node", tc.boot)
 
+			// No epmd daemon was started: it would escape the task.
+			if pids := processesNamed("epmd"); len(pids) > 0 {
+				t.Errorf("epmd is running (pids %v); the driver must not start one", pids)
+			}
+
 			// CPU and memory stats arrive.
 			j.waitStats(time.Time{})
 

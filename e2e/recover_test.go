@@ -133,3 +133,17 @@ func findPluginPid() int {
 	}
 	return 0
 }
+
+// processesNamed returns the pids of processes whose command name is name.
+func processesNamed(name string) []int {
+	var pids []int
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		comm, _ := os.ReadFile(p + "/comm")
+		if strings.TrimSpace(string(comm)) == name {
+			pid, _ := strconv.Atoi(filepath.Base(p))
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
