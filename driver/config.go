@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -56,8 +57,10 @@ var (
 			"sha256": hclspec.NewAttr("sha256", "string", false),
 			"name":   hclspec.NewAttr("name", "string", false),
 		})),
-		"node_name": hclspec.NewAttr("node_name", "string", false),
-		"dist_port": hclspec.NewAttr("dist_port", "string", false),
+		"node_name":   hclspec.NewAttr("node_name", "string", false),
+		"dist_port":   hclspec.NewAttr("dist_port", "string", false),
+		"cookie_file": hclspec.NewAttr("cookie_file", "string", false),
+		"cookie_env":  hclspec.NewAttr("cookie_env", "string", false),
 	})
 
 	capabilities = &drivers.Capabilities{
@@ -102,6 +105,12 @@ type TaskConfig struct {
 	// DistPort is the label of a port in the group's network block that the
 	// node listens on for distribution. Empty turns distribution off.
 	DistPort string `codec:"dist_port"`
+	// CookieFile is a file, relative to the task directory, that holds the
+	// distribution cookie: usually secrets/..., rendered by a template.
+	CookieFile string `codec:"cookie_file"`
+	// CookieEnv names an environment variable of the task that holds the
+	// cookie, for a template with env = true. The node never sees it.
+	CookieEnv string `codec:"cookie_env"`
 }
 
 // ReleaseConfig says where the release tarball comes from.
@@ -116,6 +125,7 @@ var (
 	sha256Pattern   = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 	namePattern     = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 	nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(@[A-Za-z0-9_.:-]+)?$`)
+	envNamePattern  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	schemes         = []string{"file://", "http://", "https://", "/"}
 )
 
@@ -143,6 +153,21 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	}
 	if c.NodeName != "" && c.DistPort == "" {
 		errs = append(errs, errors.New("node_name is set but dist_port is not; name the network port the node listens on for distribution"))
+	}
+	switch {
+	case c.CookieFile != "" && c.CookieEnv != "":
+		errs = append(errs, errors.New("cookie_file and cookie_env are both set; use one"))
+	case c.DistPort != "" && c.CookieFile == "" && c.CookieEnv == "":
+		errs = append(errs, errors.New(`dist_port is set but no cookie is: set cookie_file = "secrets/erlang.cookie" `+
+			`and render it with a template from Nomad Variables (or cookie_env for a template with env = true)`))
+	case c.DistPort == "" && (c.CookieFile != "" || c.CookieEnv != ""):
+		errs = append(errs, errors.New("a cookie is set but dist_port is not; distribution is off without a dist_port"))
+	}
+	if c.CookieFile != "" && (filepath.IsAbs(c.CookieFile) || !filepath.IsLocal(c.CookieFile)) {
+		errs = append(errs, fmt.Errorf("cookie_file %q must be a path inside the task directory, such as secrets/erlang.cookie", c.CookieFile))
+	}
+	if c.CookieEnv != "" && !envNamePattern.MatchString(c.CookieEnv) {
+		errs = append(errs, fmt.Errorf("cookie_env %q must be an environment variable name", c.CookieEnv))
 	}
 	return errors.Join(errs...)
 }

@@ -20,13 +20,15 @@ config {
     sha256 = "`+goodSHA+`"
     name   = "shop"
   }
-  node_name = "shop-web"
-  dist_port = "dist"
+  node_name   = "shop-web"
+  dist_port   = "dist"
+  cookie_file = "secrets/erlang.cookie"
 }`, &tc)
 	want := TaskConfig{
 		Release:  ReleaseConfig{Source: "https://releases.example.com/shop-1.0.0.tar.gz", SHA256: goodSHA, Name: "shop"},
-		NodeName: "shop-web",
-		DistPort: "dist",
+		NodeName:   "shop-web",
+		DistPort:   "dist",
+		CookieFile: "secrets/erlang.cookie",
 	}
 	if tc != want {
 		t.Fatalf("parsed %+v, want %+v", tc, want)
@@ -58,7 +60,15 @@ func TestTaskConfigValidate(t *testing.T) {
 		{"short sha256", func(c *TaskConfig) { c.Release.SHA256 = "abc" }, true, "release.sha256"},
 		{"non-hex sha256", func(c *TaskConfig) { c.Release.SHA256 = strings.Repeat("g", 64) }, true, "64 hex"},
 		{"bad release name", func(c *TaskConfig) { c.Release.Name = "my-app" }, true, "release.name"},
-		{"bad node name", func(c *TaskConfig) { c.NodeName, c.DistPort = "a b", "dist" }, true, "node_name"},
+		{"bad node name", func(c *TaskConfig) { c.NodeName, c.DistPort, c.CookieEnv = "a b", "dist", "C" }, true, "node_name"},
+		{"distribution with a cookie file", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "secrets/cookie" }, true, ""},
+		{"distribution with a cookie env", func(c *TaskConfig) { c.DistPort, c.CookieEnv = "dist", "ERLANG_COOKIE" }, true, ""},
+		{"distribution without a cookie", func(c *TaskConfig) { c.DistPort = "dist" }, true, "no cookie"},
+		{"two cookies", func(c *TaskConfig) { c.DistPort, c.CookieFile, c.CookieEnv = "dist", "a", "B" }, true, "use one"},
+		{"cookie without distribution", func(c *TaskConfig) { c.CookieFile = "secrets/cookie" }, true, "dist_port is not"},
+		{"cookie file outside the task", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "../../etc/cookie" }, true, "inside the task directory"},
+		{"absolute cookie file", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "/etc/cookie" }, true, "inside the task directory"},
+		{"bad cookie env", func(c *TaskConfig) { c.DistPort, c.CookieEnv = "dist", "MY-COOKIE" }, true, "cookie_env"},
 		{"node name without port", func(c *TaskConfig) { c.NodeName = "shop" }, true, "dist_port is not"},
 	}
 	for _, tc := range cases {

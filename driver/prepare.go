@@ -2,10 +2,12 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -80,11 +82,17 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
+	cookie, err := readCookie(cfg, tc)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
 	spec := launch.Spec{
 		Release:  rel,
 		Node:     node,
 		DistPort: port,
-		Dir:      filepath.Join(cfg.TaskDir().LocalDir, "beam"),
+		Dir:      filepath.Join(cfg.TaskDir().SecretsDir, "beam"),
+		Cookie:   cookie,
+		User:     cfg.User,
 	}
 	if host.Path != "" {
 		spec.HostBin = filepath.Dir(host.Path)
@@ -93,7 +101,32 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
-	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env), node: node}, nil
+	unset := cmd.Unset
+	if tc.CookieEnv != "" {
+		unset = append(unset, tc.CookieEnv)
+	}
+	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset), node: node}, nil
+}
+
+// readCookie returns the distribution cookie from the task's cookie_file or
+// cookie_env. Errors never quote it.
+func readCookie(cfg *drivers.TaskConfig, tc *TaskConfig) (string, error) {
+	switch {
+	case tc.CookieFile != "":
+		b, err := os.ReadFile(filepath.Join(cfg.TaskDir().Dir, tc.CookieFile))
+		if err != nil {
+			return "", fmt.Errorf("cookie_file %s cannot be read (%v); render it with a template, "+
+				"for example from the Nomad Variable nomad/jobs/%s", tc.CookieFile, errors.Unwrap(err), cfg.JobName)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case tc.CookieEnv != "":
+		v, ok := cfg.Env[tc.CookieEnv]
+		if !ok {
+			return "", fmt.Errorf("cookie_env %s is not set in the task's environment; render it with a template with env = true", tc.CookieEnv)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	return "", nil
 }
 
 var nodeUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
@@ -134,12 +167,13 @@ func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, error) {
 		"add it to the group's network block: port %q {}", tc.DistPort, strings.Join(ports, ", "), tc.DistPort)
 }
 
-// mergeEnv returns base with the keys of over replaced or added.
-func mergeEnv(base []string, over map[string]string) []string {
+// mergeEnv returns base with the keys of over replaced or added, and the
+// keys in unset removed.
+func mergeEnv(base []string, over map[string]string, unset []string) []string {
 	out := make([]string, 0, len(base)+len(over))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := over[k]; !ok {
+		if _, ok := over[k]; !ok && !slices.Contains(unset, k) {
 			out = append(out, kv)
 		}
 	}

@@ -68,6 +68,9 @@ func TestReleaseKinds(t *testing.T) {
 				t.Errorf("epmd is running (pids %v); the driver must not start one", pids)
 			}
 
+			// The cookie shows nowhere.
+			j.checkCookieHidden(t)
+
 			// CPU and memory stats arrive.
 			j.waitStats(time.Time{})
 
@@ -86,9 +89,16 @@ func TestReleaseKinds(t *testing.T) {
 					t.Fatalf("GET / = %q names no node", body)
 				}
 				args := append([]string{"alloc", "exec", "-task", "node", j.Alloc}, tc.exec...)
-				out, err := cluster.Nomad(args...)
+				var out string
+				var err error
+				// The client tools read the cookie from the private HOME,
+				// never from their command line.
+				leaks := watchCmdlines(j.Cookie, func() { out, err = cluster.Nomad(args...) })
 				if err != nil {
 					t.Fatal(err)
+				}
+				if len(leaks) > 0 {
+					t.Errorf("the cookie is on a command line during exec:\n%s", strings.Join(leaks, "\n"))
 				}
 				if !strings.Contains(out, node[1]) {
 					t.Fatalf("exec %v printed %q, want the node name %s", tc.exec, out, node[1])

@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,9 +16,10 @@ import (
 
 // job is a Nomad job that a test submitted.
 type job struct {
-	t     testing.TB
-	ID    string
-	Alloc string
+	t      testing.TB
+	ID     string
+	Alloc  string
+	Cookie string // the distribution cookie in the job's Nomad Variable
 }
 
 // runJob submits a jobspec from testdata with HCL2 variables and waits until
@@ -26,10 +31,11 @@ func runJob(t testing.TB, spec, id string, vars map[string]string) *job {
 		args = append(args, "-var", k+"="+v)
 	}
 	args = append(args, "-var", "job="+id, filepath.Join(cluster.Root, "e2e", "testdata", spec))
+	cookie := putCookie(t, id)
 	if _, err := cluster.Nomad(args...); err != nil {
 		t.Fatal(err)
 	}
-	j := &job{t: t, ID: id}
+	j := &job{t: t, ID: id, Cookie: cookie}
 	t.Cleanup(func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) })
 	j.Alloc = j.waitAlloc("running", 3*time.Minute)
 	return j
@@ -233,4 +239,36 @@ func (j *job) waitStats(since time.Time) taskStats {
 		j.t.Fatalf("task stats: %v", err)
 	}
 	return s
+}
+
+// putCookie stores a fresh random cookie in the job's Nomad Variable,
+// nomad/jobs/ID, through the HTTP API: on a command line it would show in
+// the process list that the leak tests read.
+func putCookie(t testing.TB, id string) string {
+	t.Helper()
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	cookie := "C" + hex.EncodeToString(b)
+	body, _ := json.Marshal(map[string]any{"Items": map[string]string{"cookie": cookie}})
+	req, err := http.NewRequest(http.MethodPut, cluster.NomadAddr+"/v1/var/nomad/jobs/"+id, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("put variable nomad/jobs/%s: %s", id, resp.Status)
+	}
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodDelete, cluster.NomadAddr+"/v1/var/nomad/jobs/"+id, nil)
+		if resp, err := httpClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
+	return cookie
 }

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -35,6 +36,11 @@ type Spec struct {
 	// HostBin is the directory of the host's erl, used by releases without
 	// a bundled erts. Empty when none is installed.
 	HostBin string
+	// Cookie is the distribution cookie; required with a Node name.
+	Cookie string
+	// User is the task's user, who must own the cookie. Empty means the
+	// user the driver runs as.
+	User string
 }
 
 // Command is a process to start.
@@ -43,6 +49,8 @@ type Command struct {
 	Args []string
 	// Env is added to the task's environment, and wins over it.
 	Env map[string]string
+	// Unset lists variables to remove from the task's environment.
+	Unset []string
 }
 
 // Build returns the command that starts the release in s in the foreground.
@@ -71,6 +79,18 @@ func Build(s Spec) (*Command, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.Unset = CookieEnv
+	if s.Node != "" {
+		uid, gid, err := lookupUser(s.User)
+		if err != nil {
+			return nil, err
+		}
+		home, err := writeHome(s.Dir, s.Cookie, uid, gid)
+		if err != nil {
+			return nil, err
+		}
+		c.Env["HOME"] = home
+	}
 	if !s.Release.BundlesERTS && s.HostBin != "" {
 		c.Env["PATH"] = s.HostBin + string(os.PathListSeparator) + os.Getenv("PATH")
 	}
@@ -81,6 +101,10 @@ func Build(s Spec) (*Command, error) {
 // mix's script reads.
 func mix(s Spec) (*Command, error) {
 	r := s.Release
+	bin := filepath.Join(r.Root, "bin", r.Name)
+	if err := scrubScript(bin, mixCookieArgs); err != nil {
+		return nil, err
+	}
 	env := map[string]string{
 		"RELEASE_TMP":          filepath.Join(s.Dir, "tmp"),
 		"RELEASE_DISTRIBUTION": "none",
@@ -99,7 +123,7 @@ func mix(s Spec) (*Command, error) {
 		}
 		env["RELEASE_REMOTE_VM_ARGS"] = p
 	}
-	return &Command{Path: filepath.Join(r.Root, "bin", r.Name), Args: []string{"start"}, Env: env}, nil
+	return &Command{Path: bin, Args: []string{"start"}, Env: env}, nil
 }
 
 // relx starts `bin/NAME-VSN foreground` with a vm.args that the driver
@@ -109,6 +133,11 @@ func relx(s Spec) (*Command, error) {
 	bin := filepath.Join(r.Root, "bin", r.Name+"-"+r.Version)
 	if _, err := os.Stat(bin); err != nil {
 		bin = filepath.Join(r.Root, "bin", r.Name)
+	}
+	for _, script := range []string{filepath.Join(r.Root, "bin", r.Name), bin} {
+		if err := scrubScript(script, relxCookieArgs); err != nil {
+			return nil, err
+		}
 	}
 	env := map[string]string{
 		// Where relx writes vm.args and sys.config after replacing
@@ -125,9 +154,11 @@ func relx(s Spec) (*Command, error) {
 	} else if s.DistPort > 0 {
 		env["ERL_DIST_PORT"] = strconv.Itoa(s.DistPort)
 	}
+	// The driver names the node, and the cookie comes from HOME: a
+	// -setcookie here would end up in beam.smp's arguments.
 	drop := func(line string) bool {
 		f := strings.Fields(line)
-		return len(f) > 0 && (f[0] == "-name" || f[0] == "-sname")
+		return len(f) > 0 && (f[0] == "-name" || f[0] == "-sname" || f[0] == "-setcookie")
 	}
 	head := append([]string{"-name " + node}, extra...)
 
@@ -185,4 +216,18 @@ func withLines(src, dst string, drop func(string) bool, head ...string) (string,
 		return "", fmt.Errorf("launch: %w", err)
 	}
 	return dst, nil
+}
+
+// lookupUser returns the uid and gid of a user name, or -1, -1 for "".
+func lookupUser(name string) (int, int, error) {
+	if name == "" {
+		return -1, -1, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("launch: task user %q: %w", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uid, gid, nil
 }

@@ -46,7 +46,16 @@ job "app" {
           sha256 = var.sha256
           name   = var.task
         }
-        dist_port = "dist"
+        dist_port   = "dist"
+        cookie_file = "secrets/erlang.cookie"
+      }
+
+      # The cookie is a secret: a Nomad Variable that only this job's
+      # workload identity can read, rendered into secrets/.
+      template {
+        data        = "{{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ .cookie }}{{ end }}"
+        destination = "secrets/erlang.cookie"
+        perms       = "0400"
       }
 
       kill_timeout = "20s"
