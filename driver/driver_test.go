@@ -87,6 +87,10 @@ func fakeRelease(t *testing.T) (string, string) {
 // Nomad's in-memory plugin harness.
 func newHarness(t *testing.T) (*Driver, *dtestutil.DriverHarness) {
 	t.Helper()
+	// Without a Nomad client there are no task cgroups, and the executor
+	// writes its cgroup.procs into the working directory: keep that out of
+	// the source tree.
+	t.Chdir(t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	d := New(ctx, hclog.NewNullLogger())
