@@ -84,7 +84,7 @@ func (j *job) waitAlloc(status string, timeout time.Duration) string {
 				return nil
 			}
 			if a.ClientStatus == "failed" && status != "failed" {
-				return fmt.Errorf("allocation %s failed: %s", a.ID, j.describe(a.ID))
+				return permanent{fmt.Errorf("allocation %s failed: %s", a.ID, j.describe(a.ID))}
 			}
 		}
 		return fmt.Errorf("no %s allocation yet (%d allocations)", status, len(allocs))
