@@ -98,6 +98,15 @@ HCL
   wait_until 60 "consul" "$bin/consul" members
   wait_until 90 "the beam driver" sh -c "'$bin/nomad' node status -self -verbose 2>/dev/null | grep -Eq 'beam +true +true'"
 
+  # The cookie goes into the job's Nomad Variable through the API's stdin,
+  # never through a command line.
+  if ! "$bin/nomad" var get nomad/jobs/hello-ex >/dev/null 2>&1; then
+    local cookie
+    cookie=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    printf '{"Items":{"cookie":"%s"}}' "$cookie" |
+      curl -sf -X PUT --data-binary @- "$NOMAD_ADDR/v1/var/nomad/jobs/hello-ex" >/dev/null
+  fi
+
   local tarball="$root/build/releases/hello_ex-0.1.0.tar.gz"
   local sum
   sum=$(sha256sum "$tarball" | cut -d' ' -f1)

@@ -54,7 +54,21 @@ job "hello-ex" {
           source = var.release_source
           sha256 = var.release_sha256
         }
-        dist_port = "dist"
+        dist_port   = "dist"
+        cookie_file = "secrets/erlang.cookie"
+      }
+
+      # The distribution cookie is a secret. Keep it in a Nomad Variable
+      # that only this job can read, and let Nomad render it into secrets/:
+      #
+      #   nomad var put nomad/jobs/hello-ex cookie=...
+      #
+      # The driver hands it to the node through a private HOME, so it never
+      # appears in a command line, a log or a task event.
+      template {
+        data        = "{{ with nomadVar \"nomad/jobs/hello-ex\" }}{{ .cookie }}{{ end }}"
+        destination = "secrets/erlang.cookie"
+        perms       = "0400"
       }
 
       # SIGTERM (the driver's default) makes the node run init:stop, so the
