@@ -48,6 +48,14 @@ var (
 			hclspec.NewAttr("require_sha256", "bool", false),
 			hclspec.NewLiteral("true"),
 		),
+		"epmd_port": hclspec.NewDefault(
+			hclspec.NewAttr("epmd_port", "number", false),
+			hclspec.NewLiteral("4369"),
+		),
+		"epmd_addr": hclspec.NewDefault(
+			hclspec.NewAttr("epmd_addr", "string", false),
+			hclspec.NewLiteral(`"0.0.0.0"`),
+		),
 	})
 
 	// taskConfigSpec is the task's config { ... } block in a jobspec.
@@ -84,6 +92,12 @@ type Config struct {
 	ErlPath string `codec:"erl_path"`
 	// RequireSHA256 refuses tasks whose release has no sha256.
 	RequireSHA256 bool `codec:"require_sha256"`
+	// EPMDPort is where the driver's port mapper listens: the port that
+	// nodes on every client use to find each other, 4369 like epmd.
+	EPMDPort int `codec:"epmd_port"`
+	// EPMDAddr is the address the port mapper binds. Nodes on other
+	// clients must reach it at the address in a node's name.
+	EPMDAddr string `codec:"epmd_addr"`
 }
 
 func (c *Config) validate() error {
@@ -92,6 +106,12 @@ func (c *Config) validate() error {
 	}
 	if !strings.HasPrefix(c.DataDir, "/") {
 		return fmt.Errorf("data_dir = %q must be an absolute path", c.DataDir)
+	}
+	if c.EPMDPort < 1 || c.EPMDPort > 65535 {
+		return fmt.Errorf("epmd_port = %d must be a TCP port (1-65535); the default is 4369", c.EPMDPort)
+	}
+	if c.EPMDAddr == "" {
+		c.EPMDAddr = "0.0.0.0"
 	}
 	return nil
 }

@@ -25,7 +25,7 @@ config {
   cookie_file = "secrets/erlang.cookie"
 }`, &tc)
 	want := TaskConfig{
-		Release:  ReleaseConfig{Source: "https://releases.example.com/shop-1.0.0.tar.gz", SHA256: goodSHA, Name: "shop"},
+		Release:    ReleaseConfig{Source: "https://releases.example.com/shop-1.0.0.tar.gz", SHA256: goodSHA, Name: "shop"},
 		NodeName:   "shop-web",
 		DistPort:   "dist",
 		CookieFile: "secrets/erlang.cookie",
@@ -96,9 +96,11 @@ func TestPluginConfigValidate(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{DataDir: "/var/lib/beam"}, ""},
-		{Config{DataDir: ""}, "data_dir must not be empty"},
-		{Config{DataDir: "relative/dir"}, "absolute"},
+		{Config{DataDir: "/var/lib/beam", EPMDPort: 4369}, ""},
+		{Config{DataDir: "", EPMDPort: 4369}, "data_dir must not be empty"},
+		{Config{DataDir: "relative/dir", EPMDPort: 4369}, "absolute"},
+		{Config{DataDir: "/var/lib/beam", EPMDPort: 0}, "epmd_port"},
+		{Config{DataDir: "/var/lib/beam", EPMDPort: 70000}, "epmd_port"},
 	}
 	for _, tc := range cases {
 		err := tc.cfg.validate()

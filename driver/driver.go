@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 )
 
@@ -42,6 +43,12 @@ type Driver struct {
 
 	fetcher *fetch.Fetcher
 	host    *hostErlang
+
+	// The port mapper nodes register with: the driver's own, or the
+	// host's epmd when one already holds the port.
+	epmdMu   sync.Mutex
+	epmd     *epmd.Server
+	epmdHost bool
 }
 
 // New returns a beam driver. ctx ends the driver's background work.
@@ -52,7 +59,7 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 		tasks:   newTaskStore(),
 		ctx:     ctx,
 		logger:  logger,
-		config:  &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true},
+		config:  &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true, EPMDPort: 4369, EPMDAddr: "0.0.0.0"},
 		fetcher: fetch.New(),
 		host:    &hostErlang{},
 	}
@@ -150,6 +157,13 @@ func (d *Driver) fingerprint() *drivers.Fingerprint {
 		fp.HealthDescription = fmt.Sprintf("data_dir %s is not usable: %v", cfg.DataDir, err)
 		return fp
 	}
+	if port, err := d.portMapper(); err != nil {
+		fp.Health = drivers.HealthStateUnhealthy
+		fp.HealthDescription = err.Error()
+		return fp
+	} else {
+		attrs["driver.beam.epmd_port"] = pstructs.NewIntAttribute(int64(port), "")
+	}
 	if h := d.host.probe(d.ctx); h.ERTS != "" {
 		attrs["driver.beam.otp_release"] = pstructs.NewStringAttribute(h.OTP)
 		attrs["driver.beam.erts_version"] = pstructs.NewStringAttribute(h.ERTS)
@@ -225,6 +239,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			ReleaseKind:    string(p.release.Kind),
 			ReleaseRoot:    p.release.Root,
 			Node:           p.node,
+			DistPort:       p.distPort,
 		},
 	}
 	h.state.StartedAt = h.startedAt
@@ -234,6 +249,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, fmt.Errorf("failed to set driver state: %w", err)
 	}
 	d.tasks.Set(cfg.ID, h)
+	d.registerNode(p.node, p.distPort)
 	go h.run()
 
 	d.event(cfg, "Started %s %s (%s release) as pid %d%s",
@@ -282,6 +298,12 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		state:        st,
 	}
 	d.tasks.Set(handle.Config.ID, h)
+	if st.Node != "" {
+		if _, err := d.portMapper(); err != nil {
+			logger.Error("node cannot be found by its peers", "error", err)
+		}
+		d.registerNode(st.Node, st.DistPort)
+	}
 	go h.run()
 	logger.Info("recovered task", "pid", st.Pid, "node", st.Node)
 	return nil
@@ -351,6 +373,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		}
 		h.pluginClient.Kill()
 	}
+	d.unregisterNode(h.state.Node)
 	d.tasks.Delete(taskID)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,7 +96,7 @@ func newHarness(t *testing.T) (*Driver, *dtestutil.DriverHarness) {
 	t.Cleanup(cancel)
 	d := New(ctx, hclog.NewNullLogger())
 	h := dtestutil.NewDriverHarness(t, d)
-	cfg := &Config{DataDir: t.TempDir(), RequireSHA256: true}
+	cfg := &Config{DataDir: t.TempDir(), RequireSHA256: true, EPMDPort: freePort(t), EPMDAddr: "127.0.0.1"}
 	var data []byte
 	if err := base.MsgPackEncode(&data, cfg); err != nil {
 		t.Fatal(err)
@@ -285,4 +286,14 @@ func TestSignalTask(t *testing.T) {
 	if err := h.DestroyTask(cfg.ID, true); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -27,6 +27,7 @@ type taskState struct {
 	ReleaseKind    string
 	ReleaseRoot    string
 	Node           string
+	DistPort       int
 }
 
 // taskHandle is one running BEAM node and the executor that supervises it.

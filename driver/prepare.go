@@ -22,10 +22,11 @@ import (
 
 // prepared is a release on disk, ready to start.
 type prepared struct {
-	release *release.Release
-	cmd     *launch.Command
-	env     []string
-	node    string
+	release  *release.Release
+	cmd      *launch.Command
+	env      []string
+	node     string
+	distPort int
 }
 
 // prepare fetches, verifies and unpacks the release into the task's local
@@ -86,10 +87,17 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
+	epmdPort := 0
+	if node != "" {
+		if epmdPort, err = d.portMapper(); err != nil {
+			return nil, d.fail(cfg, "%v", err)
+		}
+	}
 	spec := launch.Spec{
 		Release:  rel,
 		Node:     node,
 		DistPort: port,
+		EPMDPort: epmdPort,
 		Dir:      filepath.Join(cfg.TaskDir().SecretsDir, "beam"),
 		Cookie:   cookie,
 		User:     cfg.User,
@@ -105,7 +113,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if tc.CookieEnv != "" {
 		unset = append(unset, tc.CookieEnv)
 	}
-	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset), node: node}, nil
+	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset), node: node, distPort: port}, nil
 }
 
 // readCookie returns the distribution cookie from the task's cookie_file or

@@ -30,6 +30,7 @@ type Cluster struct {
 	Dir        string // scratch directory for agent state and logs
 	ConsulAddr string // http://127.0.0.1:PORT
 	NomadAddr  string // http://127.0.0.1:PORT
+	EPMDPort   int    // the beam driver's port mapper
 
 	consul, nomad *exec.Cmd
 	nomadConfig   string
@@ -39,7 +40,7 @@ type Cluster struct {
 // until the Nomad client reports the beam driver healthy.
 func Start(root, dir string) (*Cluster, error) {
 	c := &Cluster{Root: root, Dir: dir}
-	ports, err := freePorts(7)
+	ports, err := freePorts(8)
 	if err != nil {
 		return nil, err
 	}
@@ -76,8 +77,9 @@ func Start(root, dir string) (*Cluster, error) {
 		return nil, err
 	}
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
+	c.EPMDPort = ports[7]
 	cfg := fmt.Sprintf(nomadHCL, filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		ports[0], filepath.Join(dir, "beam"))
+		ports[0], filepath.Join(dir, "beam"), c.EPMDPort)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -134,7 +136,9 @@ consul {
 
 plugin "nomad-driver-beam" {
   config {
-    data_dir = %q
+    data_dir  = %q
+    epmd_port = %d
+    epmd_addr = "127.0.0.1"
   }
 }
 

@@ -87,7 +87,8 @@ consul {
 
 plugin "nomad-driver-beam" {
   config {
-    data_dir = "$demo/beam"
+    data_dir  = "$demo/beam"
+    epmd_addr = "127.0.0.1"
   }
 }
 HCL

@@ -41,6 +41,33 @@ func runJob(t testing.TB, spec, id string, vars map[string]string) *job {
 	return j
 }
 
+// runningAllocs waits until n allocations of the job run and returns jobs
+// that each point at one of them.
+func (j *job) runningAllocs(n int) []*job {
+	j.t.Helper()
+	var out []*job
+	err := waitFor(3*time.Minute, func() error {
+		var allocs []allocation
+		if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil {
+			return err
+		}
+		out = out[:0]
+		for _, a := range allocs {
+			if a.ClientStatus == "running" {
+				out = append(out, &job{t: j.t, ID: j.ID, Alloc: a.ID, Cookie: j.Cookie})
+			}
+		}
+		if len(out) < n {
+			return fmt.Errorf("%d of %d allocations running", len(out), n)
+		}
+		return nil
+	})
+	if err != nil {
+		j.t.Fatal(err)
+	}
+	return out
+}
+
 type allocation struct {
 	ID                 string
 	ClientStatus       string

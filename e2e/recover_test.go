@@ -83,8 +83,16 @@ func checkSameNode(t *testing.T, j *job, port, pid int) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, j.describe(j.Alloc))
 	}
-	if got := nodePid(t, waitHTTP(t, port, "/", 10*time.Second)); got != pid {
+	body := waitHTTP(t, port, "/", 10*time.Second)
+	if got := nodePid(t, body); got != pid {
 		t.Fatalf("node pid is %d, was %d: the node was restarted, not recovered", got, pid)
+	}
+	// The node can still be found by name: the restarted driver's port
+	// mapper knows it from the recovered task state.
+	node := nodePattern.FindStringSubmatch(body)[1]
+	out, err := cluster.Nomad("alloc", "exec", "-task", "node", j.Alloc, "bin/hello_erl", "eval", "node().")
+	if err != nil || !strings.Contains(out, node) {
+		t.Fatalf("eval on the recovered node printed %q (%v), want %s", out, err, node)
 	}
 	// Recovery is only real if the driver can reach the node again: fresh
 	// stats flow through the reattached executor. A stale sample from

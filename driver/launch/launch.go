@@ -30,6 +30,9 @@ type Spec struct {
 	// DistPort is the port the node listens on for distribution. Zero with
 	// a Node name gives a node that can dial out but not be reached.
 	DistPort int
+	// EPMDPort is the port of the driver's port mapper, where nodes
+	// register and look each other up.
+	EPMDPort int
 	// Dir is a directory the driver owns, for generated files such as
 	// vm.args and the release's tmp directory.
 	Dir string
@@ -80,6 +83,10 @@ func Build(s Spec) (*Command, error) {
 		return nil, err
 	}
 	c.Unset = CookieEnv
+	if s.Node != "" && s.EPMDPort > 0 {
+		// Read by the VM and by erl_call alike.
+		c.Env["ERL_EPMD_PORT"] = strconv.Itoa(s.EPMDPort)
+	}
 	if s.Node != "" {
 		uid, gid, err := lookupUser(s.User)
 		if err != nil {
@@ -114,7 +121,7 @@ func mix(s Spec) (*Command, error) {
 		env["RELEASE_NODE"] = s.Node
 		// ELIXIR_ERL_OPTIONS reaches every VM the script starts: the node
 		// and the client tools (remote, rpc).
-		env["ELIXIR_ERL_OPTIONS"] = distFlags(s.DistPort)
+		env["ELIXIR_ERL_OPTIONS"] = strings.Join(distFlags(s.DistPort), " ")
 		// Clients must not try to listen on the node's port as well.
 		remote := filepath.Join(r.Root, "releases", r.Version, "remote.vm.args")
 		p, err := withLines(remote, filepath.Join(s.Dir, "remote.vm.args"), nil, "-dist_listen false")
@@ -145,14 +152,12 @@ func relx(s Spec) (*Command, error) {
 		"RELX_OUT_FILE_PATH": s.Dir,
 	}
 
-	node, extra := s.Node, []string(nil)
+	node, extra := s.Node, distFlags(s.DistPort)
 	if node == "" {
 		// relx insists on a node name. A node that neither listens nor
 		// registers with epmd is as good as no distribution.
 		node = r.Name + "@127.0.0.1"
-		extra = []string{"-dist_listen false", "-start_epmd false"}
-	} else if s.DistPort > 0 {
-		env["ERL_DIST_PORT"] = strconv.Itoa(s.DistPort)
+		extra = distFlags(0)
 	}
 	// The driver names the node, and the cookie comes from HOME: a
 	// -setcookie here would end up in beam.smp's arguments.
@@ -181,16 +186,25 @@ func shipment(s Spec) (*Command, error) {
 	env := map[string]string{}
 	if s.Node != "" {
 		// entrypoint.sh runs a plain `erl`, which reads ERL_FLAGS.
-		env["ERL_FLAGS"] = "-name " + s.Node + " " + distFlags(s.DistPort)
+		env["ERL_FLAGS"] = strings.Join(append([]string{"-name " + s.Node}, distFlags(s.DistPort)...), " ")
 	}
 	return &Command{Path: filepath.Join(s.Release.Root, "entrypoint.sh"), Args: []string{"run"}, Env: env}, nil
 }
 
-func distFlags(port int) string {
+// distFlags makes a node listen on exactly the port Nomad assigned and
+// register it with the driver's port mapper (found through ERL_EPMD_PORT),
+// never starting an epmd daemon. Peers look the port up there, so nodes on
+// different ports and hosts reach each other. Port 0 means a node that
+// neither listens nor registers.
+func distFlags(port int) []string {
 	if port <= 0 {
-		return "-dist_listen false -start_epmd false"
+		return []string{"-dist_listen false", "-start_epmd false"}
 	}
-	return fmt.Sprintf("-erl_epmd_port %d -start_epmd false", port)
+	return []string{
+		"-start_epmd false",
+		fmt.Sprintf("-kernel inet_dist_listen_min %d", port),
+		fmt.Sprintf("-kernel inet_dist_listen_max %d", port),
+	}
 }
 
 // withLines copies the args file src to dst, without the lines for which

@@ -3,6 +3,10 @@ variable "job" { type = string }
 variable "task" { type = string }
 variable "source" { type = string }
 variable "sha256" { type = string }
+variable "count" {
+  type    = number
+  default = 1
+}
 
 job "app" {
   id          = var.job
@@ -14,6 +18,8 @@ job "app" {
   }
 
   group "app" {
+    count = var.count
+
     network {
       port "http" {}
       port "dist" {}
