@@ -65,10 +65,15 @@ var (
 			"sha256": hclspec.NewAttr("sha256", "string", false),
 			"name":   hclspec.NewAttr("name", "string", false),
 		})),
-		"node_name":   hclspec.NewAttr("node_name", "string", false),
-		"dist_port":   hclspec.NewAttr("dist_port", "string", false),
-		"cookie_file": hclspec.NewAttr("cookie_file", "string", false),
-		"cookie_env":  hclspec.NewAttr("cookie_env", "string", false),
+		"node_name":    hclspec.NewAttr("node_name", "string", false),
+		"dist_port":    hclspec.NewAttr("dist_port", "string", false),
+		"cookie_file":  hclspec.NewAttr("cookie_file", "string", false),
+		"cookie_env":   hclspec.NewAttr("cookie_env", "string", false),
+		"pre_commands": hclspec.NewAttr("pre_commands", "list(list(string))", false),
+		"pre_command_timeout": hclspec.NewDefault(
+			hclspec.NewAttr("pre_command_timeout", "string", false),
+			hclspec.NewLiteral(`"10m"`),
+		),
 	})
 
 	capabilities = &drivers.Capabilities{
@@ -131,6 +136,20 @@ type TaskConfig struct {
 	// CookieEnv names an environment variable of the task that holds the
 	// cookie, for a template with env = true. The node never sees it.
 	CookieEnv string `codec:"cookie_env"`
+	// PreCommands run in order before the node starts, each an argv with
+	// no shell: ["eval", "MyApp.Release.migrate()"] or a program in the
+	// release. The node starts only if all succeed.
+	PreCommands [][]string `codec:"pre_commands"`
+	// PreCommandTimeout bounds each pre-command, as a Go duration.
+	PreCommandTimeout string `codec:"pre_command_timeout"`
+}
+
+func (c *TaskConfig) preCommandTimeout() time.Duration {
+	d, err := time.ParseDuration(c.PreCommandTimeout)
+	if err != nil || d <= 0 {
+		return 10 * time.Minute
+	}
+	return d
 }
 
 // ReleaseConfig says where the release tarball comes from.
@@ -185,6 +204,18 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	}
 	if c.CookieFile != "" && (filepath.IsAbs(c.CookieFile) || !filepath.IsLocal(c.CookieFile)) {
 		errs = append(errs, fmt.Errorf("cookie_file %q must be a path inside the task directory, such as secrets/erlang.cookie", c.CookieFile))
+	}
+	for i, argv := range c.PreCommands {
+		if len(argv) == 0 || argv[0] == "" {
+			errs = append(errs, fmt.Errorf(`pre_commands[%d] is empty; write each as an argv list, such as ["eval", "MyApp.Release.migrate()"]`, i))
+		} else if argv[0] == "eval" && len(argv) != 2 {
+			errs = append(errs, fmt.Errorf(`pre_commands[%d]: eval takes exactly one expression, such as ["eval", "MyApp.Release.migrate()"]`, i))
+		}
+	}
+	if c.PreCommandTimeout != "" {
+		if d, err := time.ParseDuration(c.PreCommandTimeout); err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("pre_command_timeout %q must be a positive duration such as \"5m\"", c.PreCommandTimeout))
+		}
 	}
 	if c.CookieEnv != "" && !envNamePattern.MatchString(c.CookieEnv) {
 		errs = append(errs, fmt.Errorf("cookie_env %q must be an environment variable name", c.CookieEnv))

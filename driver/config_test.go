@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -23,14 +24,24 @@ config {
   node_name   = "shop-web"
   dist_port   = "dist"
   cookie_file = "secrets/erlang.cookie"
+  pre_commands = [
+    ["eval", "Shop.Release.migrate()"],
+    ["bin/seed", "--quick"],
+  ]
+  pre_command_timeout = "2m"
 }`, &tc)
 	want := TaskConfig{
 		Release:    ReleaseConfig{Source: "https://releases.example.com/shop-1.0.0.tar.gz", SHA256: goodSHA, Name: "shop"},
 		NodeName:   "shop-web",
 		DistPort:   "dist",
 		CookieFile: "secrets/erlang.cookie",
+		PreCommands: [][]string{
+			{"eval", "Shop.Release.migrate()"},
+			{"bin/seed", "--quick"},
+		},
+		PreCommandTimeout: "2m",
 	}
-	if tc != want {
+	if !reflect.DeepEqual(tc, want) {
 		t.Fatalf("parsed %+v, want %+v", tc, want)
 	}
 	if err := tc.validate(true); err != nil {
@@ -68,6 +79,9 @@ func TestTaskConfigValidate(t *testing.T) {
 		{"cookie without distribution", func(c *TaskConfig) { c.CookieFile = "secrets/cookie" }, true, "dist_port is not"},
 		{"cookie file outside the task", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "../../etc/cookie" }, true, "inside the task directory"},
 		{"absolute cookie file", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "/etc/cookie" }, true, "inside the task directory"},
+		{"empty pre-command", func(c *TaskConfig) { c.PreCommands = [][]string{{}} }, true, "pre_commands[0] is empty"},
+		{"eval without expression", func(c *TaskConfig) { c.PreCommands = [][]string{{"eval"}} }, true, "exactly one expression"},
+		{"bad pre-command timeout", func(c *TaskConfig) { c.PreCommandTimeout = "soon" }, true, "pre_command_timeout"},
 		{"bad cookie env", func(c *TaskConfig) { c.DistPort, c.CookieEnv = "dist", "MY-COOKIE" }, true, "cookie_env"},
 		{"node name without port", func(c *TaskConfig) { c.NodeName = "shop" }, true, "dist_port is not"},
 	}

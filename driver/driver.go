@@ -192,6 +192,15 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
+	// Held open until the executor has the task's log FIFOs open too.
+	logs, err := openTaskLogs(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer logs.Close()
+	if err := d.runPreCommands(d.ctx, cfg, &tc, p, logs); err != nil {
+		return nil, nil, err
+	}
 
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg

@@ -26,6 +26,15 @@ type job struct {
 // its one allocation runs.
 func runJob(t testing.TB, spec, id string, vars map[string]string) *job {
 	t.Helper()
+	j := submitJob(t, spec, id, vars)
+	j.Alloc = j.waitAlloc("running", 3*time.Minute)
+	return j
+}
+
+// submitJob submits a jobspec from testdata with HCL2 variables, with a
+// fresh cookie in the job's Nomad Variable.
+func submitJob(t testing.TB, spec, id string, vars map[string]string) *job {
+	t.Helper()
 	args := []string{"job", "run", "-detach"}
 	for k, v := range vars {
 		args = append(args, "-var", k+"="+v)
@@ -37,7 +46,6 @@ func runJob(t testing.TB, spec, id string, vars map[string]string) *job {
 	}
 	j := &job{t: t, ID: id, Cookie: cookie}
 	t.Cleanup(func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) })
-	j.Alloc = j.waitAlloc("running", 3*time.Minute)
 	return j
 }
 

@@ -3,6 +3,10 @@ variable "job" { type = string }
 variable "task" { type = string }
 variable "source" { type = string }
 variable "sha256" { type = string }
+variable "pre_commands" {
+  type    = list(list(string))
+  default = []
+}
 variable "count" {
   type    = number
   default = 1
@@ -54,6 +58,9 @@ job "app" {
         }
         dist_port   = "dist"
         cookie_file = "secrets/erlang.cookie"
+
+        pre_commands        = var.pre_commands
+        pre_command_timeout = "1m"
       }
 
       # The cookie is a secret: a Nomad Variable that only this job's
