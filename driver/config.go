@@ -52,6 +52,8 @@ var (
 			hclspec.NewAttr("epmd_port", "number", false),
 			hclspec.NewLiteral("4369"),
 		),
+		"consul_address": hclspec.NewAttr("consul_address", "string", false),
+		"consul_token":   hclspec.NewAttr("consul_token", "string", false),
 		"epmd_addr": hclspec.NewDefault(
 			hclspec.NewAttr("epmd_addr", "string", false),
 			hclspec.NewLiteral(`"0.0.0.0"`),
@@ -65,11 +67,12 @@ var (
 			"sha256": hclspec.NewAttr("sha256", "string", false),
 			"name":   hclspec.NewAttr("name", "string", false),
 		})),
-		"node_name":    hclspec.NewAttr("node_name", "string", false),
-		"dist_port":    hclspec.NewAttr("dist_port", "string", false),
-		"cookie_file":  hclspec.NewAttr("cookie_file", "string", false),
-		"cookie_env":   hclspec.NewAttr("cookie_env", "string", false),
-		"pre_commands": hclspec.NewAttr("pre_commands", "list(list(string))", false),
+		"node_name":       hclspec.NewAttr("node_name", "string", false),
+		"dist_port":       hclspec.NewAttr("dist_port", "string", false),
+		"cookie_file":     hclspec.NewAttr("cookie_file", "string", false),
+		"cookie_env":      hclspec.NewAttr("cookie_env", "string", false),
+		"pre_commands":    hclspec.NewAttr("pre_commands", "list(list(string))", false),
+		"cluster_service": hclspec.NewAttr("cluster_service", "string", false),
 		"pre_command_timeout": hclspec.NewDefault(
 			hclspec.NewAttr("pre_command_timeout", "string", false),
 			hclspec.NewLiteral(`"10m"`),
@@ -103,6 +106,11 @@ type Config struct {
 	// EPMDAddr is the address the port mapper binds. Nodes on other
 	// clients must reach it at the address in a node's name.
 	EPMDAddr string `codec:"epmd_addr"`
+	// ConsulAddress and ConsulToken reach Consul for clustering. Empty
+	// means CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN; a task's own workload
+	// identity token wins over both.
+	ConsulAddress string `codec:"consul_address"`
+	ConsulToken   string `codec:"consul_token"`
 }
 
 func (c *Config) validate() error {
@@ -142,6 +150,10 @@ type TaskConfig struct {
 	PreCommands [][]string `codec:"pre_commands"`
 	// PreCommandTimeout bounds each pre-command, as a Go duration.
 	PreCommandTimeout string `codec:"pre_command_timeout"`
+	// ClusterService names a Consul service, normally the job's own
+	// distribution-port service; the driver keeps the node connected to
+	// every healthy instance of it.
+	ClusterService string `codec:"cluster_service"`
 }
 
 func (c *TaskConfig) preCommandTimeout() time.Duration {
@@ -216,6 +228,9 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 		if d, err := time.ParseDuration(c.PreCommandTimeout); err != nil || d <= 0 {
 			errs = append(errs, fmt.Errorf("pre_command_timeout %q must be a positive duration such as \"5m\"", c.PreCommandTimeout))
 		}
+	}
+	if c.ClusterService != "" && c.DistPort == "" {
+		errs = append(errs, errors.New("cluster_service is set but dist_port is not; clustering needs distribution"))
 	}
 	if c.CookieEnv != "" && !envNamePattern.MatchString(c.CookieEnv) {
 		errs = append(errs, fmt.Errorf("cookie_env %q must be an environment variable name", c.CookieEnv))

@@ -249,6 +249,8 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			ReleaseRoot:    p.release.Root,
 			Node:           p.node,
 			DistPort:       p.distPort,
+			ERTS:           p.release.ERTS,
+			Home:           p.home,
 		},
 	}
 	h.state.StartedAt = h.startedAt
@@ -259,11 +261,29 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	d.tasks.Set(cfg.ID, h)
 	d.registerNode(p.node, p.distPort)
+	d.startCluster(h, tc.ClusterService)
 	go h.run()
 
 	d.event(cfg, "Started %s %s (%s release) as pid %d%s",
 		p.release.Name, p.release.Version, p.release.Kind, ps.Pid, nodeSuffix(p.node))
 	return handle, nil, nil
+}
+
+// startCluster starts the task's clustering loop when it names a service.
+func (d *Driver) startCluster(h *taskHandle, service string) {
+	if service == "" || h.state.Node == "" {
+		return
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	h.stopCluster = cancel
+	go func() {
+		d.cluster(ctx, h, service)
+	}()
+	go func() {
+		// The loop ends with the node.
+		_, _ = h.exec.Wait(ctx)
+		cancel()
+	}()
 }
 
 func nodeSuffix(node string) string {
@@ -312,6 +332,10 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 			logger.Error("node cannot be found by its peers", "error", err)
 		}
 		d.registerNode(st.Node, st.DistPort)
+	}
+	var tc TaskConfig
+	if err := handle.Config.DecodeDriverConfig(&tc); err == nil {
+		d.startCluster(h, tc.ClusterService)
 	}
 	go h.run()
 	logger.Info("recovered task", "pid", st.Pid, "node", st.Node)
@@ -381,6 +405,9 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 			}
 		}
 		h.pluginClient.Kill()
+	}
+	if h.stopCluster != nil {
+		h.stopCluster()
 	}
 	d.unregisterNode(h.state.Node)
 	d.tasks.Delete(taskID)

@@ -28,6 +28,8 @@ type taskState struct {
 	ReleaseRoot    string
 	Node           string
 	DistPort       int
+	ERTS           string // erts version the release bundles
+	Home           string // private HOME with the cookie
 }
 
 // taskHandle is one running BEAM node and the executor that supervises it.
@@ -46,6 +48,9 @@ type taskHandle struct {
 
 	pid   int
 	state taskState
+
+	// stopCluster ends the clustering loop, if any.
+	stopCluster context.CancelFunc
 }
 
 func (h *taskHandle) TaskStatus() *drivers.TaskStatus {

@@ -27,6 +27,7 @@ type prepared struct {
 	env      []string
 	node     string
 	distPort int
+	home     string
 }
 
 // prepare fetches, verifies and unpacks the release into the task's local
@@ -113,7 +114,8 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if tc.CookieEnv != "" {
 		unset = append(unset, tc.CookieEnv)
 	}
-	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset), node: node, distPort: port}, nil
+	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
+		node: node, distPort: port, home: cmd.Env["HOME"]}, nil
 }
 
 // readCookie returns the distribution cookie from the task's cookie_file or

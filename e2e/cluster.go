@@ -79,7 +79,7 @@ func Start(root, dir string) (*Cluster, error) {
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports[7]
 	cfg := fmt.Sprintf(nomadHCL, filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		ports[0], filepath.Join(dir, "beam"), c.EPMDPort)
+		ports[0], filepath.Join(dir, "beam"), c.EPMDPort, ports[0])
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -136,9 +136,10 @@ consul {
 
 plugin "nomad-driver-beam" {
   config {
-    data_dir  = %q
-    epmd_port = %d
-    epmd_addr = "127.0.0.1"
+    data_dir       = %q
+    epmd_port      = %d
+    epmd_addr      = "127.0.0.1"
+    consul_address = "127.0.0.1:%d"
   }
 }
 

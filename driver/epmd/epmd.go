@@ -301,3 +301,33 @@ func isLoopback(a net.Addr) bool {
 	t, ok := a.(*net.TCPAddr)
 	return ok && t.IP.IsLoopback()
 }
+
+// Names asks the port mapper at addr (host:port) which nodes it knows, and
+// returns their names by port.
+func Names(addr string, timeout time.Duration) (map[int]string, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{0, 1, namesReq}); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 4 {
+		return nil, errors.New("epmd: short NAMES reply")
+	}
+	out := map[int]string{}
+	for _, line := range strings.Split(string(b[4:]), "\n") {
+		var name string
+		var port int
+		if _, err := fmt.Sscanf(line, "name %s at port %d", &name, &port); err == nil {
+			out[port] = name
+		}
+	}
+	return out, nil
+}

@@ -7,6 +7,10 @@ variable "pre_commands" {
   type    = list(list(string))
   default = []
 }
+variable "cluster_service" {
+  type    = string
+  default = ""
+}
 variable "count" {
   type    = number
   default = 1
@@ -47,6 +51,14 @@ job "app" {
       }
     }
 
+    # The distribution port, registered so that the nodes of this job can
+    # find each other through Consul (config.cluster_service).
+    service {
+      name     = "${var.job}-dist"
+      port     = "dist"
+      provider = "consul"
+    }
+
     task "node" {
       driver = "beam"
 
@@ -61,6 +73,7 @@ job "app" {
 
         pre_commands        = var.pre_commands
         pre_command_timeout = "1m"
+        cluster_service     = var.cluster_service
       }
 
       # The cookie is a secret: a Nomad Variable that only this job's
