@@ -31,12 +31,25 @@ func (d *Driver) controlClient(st *taskState) (*control.Client, error) {
 		}
 		erlCall = p
 	}
-	return &control.Client{
+	c := &control.Client{
 		ERLCall: erlCall,
 		Node:    st.Node,
 		Env:     []string{"HOME=" + st.Home, "ERL_EPMD_PORT=" + strconv.Itoa(cfg.EPMDPort), "PATH=" + os.Getenv("PATH")},
 		Timeout: 10 * time.Second,
-	}, nil
+	}
+	if st.SSLDistOptFile != "" {
+		c.SSLDistOptFile = st.SSLDistOptFile
+		c.ERL = filepath.Join(filepath.Dir(erlCall), "erl")
+		lib := filepath.Join(st.ReleaseRoot, "lib")
+		c.VMArgs = []string{
+			"-boot", filepath.Join(st.ReleaseRoot, "releases", st.ReleaseVersion, "start_clean"),
+			"-boot_var", "RELEASE_LIB", lib, "-boot_var", "SYSTEM_LIB_DIR", lib,
+			"-pa",
+		}
+		ebins, _ := filepath.Glob(filepath.Join(lib, "*", "ebin"))
+		c.VMArgs = append(c.VMArgs, ebins...)
+	}
+	return c, nil
 }
 
 // lookPathNear finds a program next to the host's erl, where OTP installs
@@ -116,7 +129,7 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 		}
 		out, err := ctl.Eval(ctx, "[{P, net_kernel:connect_node(P)} || P <- ["+strings.Join(quoted, ",")+"], not lists:member(P, nodes())]")
 		if err != nil {
-			logger.Warn("cannot connect the node to its peers", "error", err)
+			logger.Warn("cannot connect the node to its peers", "error", err.Error())
 			sleep(ctx, time.Second)
 			continue
 		}

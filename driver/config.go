@@ -73,6 +73,11 @@ var (
 		"cookie_env":      hclspec.NewAttr("cookie_env", "string", false),
 		"pre_commands":    hclspec.NewAttr("pre_commands", "list(list(string))", false),
 		"cluster_service": hclspec.NewAttr("cluster_service", "string", false),
+		"tls": hclspec.NewBlock("tls", false, hclspec.NewObject(map[string]*hclspec.Spec{
+			"cert_file": hclspec.NewAttr("cert_file", "string", true),
+			"key_file":  hclspec.NewAttr("key_file", "string", true),
+			"ca_file":   hclspec.NewAttr("ca_file", "string", true),
+		})),
 		"pre_command_timeout": hclspec.NewDefault(
 			hclspec.NewAttr("pre_command_timeout", "string", false),
 			hclspec.NewLiteral(`"10m"`),
@@ -154,7 +159,21 @@ type TaskConfig struct {
 	// distribution-port service; the driver keeps the node connected to
 	// every healthy instance of it.
 	ClusterService string `codec:"cluster_service"`
+	// TLS turns on mutual TLS distribution (-proto_dist inet_tls).
+	TLS TLSConfig `codec:"tls"`
 }
+
+// TLSConfig names the node's certificate, key and CA, relative to the task
+// directory, usually rendered into secrets/ from Vault PKI or Nomad
+// Variables.
+type TLSConfig struct {
+	CertFile string `codec:"cert_file"`
+	KeyFile  string `codec:"key_file"`
+	CAFile   string `codec:"ca_file"`
+}
+
+// enabled reports whether the tls block is set.
+func (t TLSConfig) enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
 
 func (c *TaskConfig) preCommandTimeout() time.Duration {
 	d, err := time.ParseDuration(c.PreCommandTimeout)
@@ -227,6 +246,16 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	if c.PreCommandTimeout != "" {
 		if d, err := time.ParseDuration(c.PreCommandTimeout); err != nil || d <= 0 {
 			errs = append(errs, fmt.Errorf("pre_command_timeout %q must be a positive duration such as \"5m\"", c.PreCommandTimeout))
+		}
+	}
+	if c.TLS.enabled() {
+		if c.DistPort == "" {
+			errs = append(errs, errors.New("tls is set but dist_port is not; TLS distribution needs distribution"))
+		}
+		for field, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile, "tls.ca_file": c.TLS.CAFile} {
+			if f == "" || filepath.IsAbs(f) || !filepath.IsLocal(f) {
+				errs = append(errs, fmt.Errorf("%s %q must be a path inside the task directory, such as secrets/dist.pem", field, f))
+			}
 		}
 	}
 	if c.ClusterService != "" && c.DistPort == "" {

@@ -251,6 +251,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			DistPort:       p.distPort,
 			ERTS:           p.release.ERTS,
 			Home:           p.home,
+			SSLDistOptFile: p.tlsOpt,
 		},
 	}
 	h.state.StartedAt = h.startedAt

@@ -30,6 +30,7 @@ type taskState struct {
 	DistPort       int
 	ERTS           string // erts version the release bundles
 	Home           string // private HOME with the cookie
+	SSLDistOptFile string // set under TLS distribution
 }
 
 // taskHandle is one running BEAM node and the executor that supervises it.

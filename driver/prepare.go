@@ -28,6 +28,7 @@ type prepared struct {
 	node     string
 	distPort int
 	home     string
+	tlsOpt   string
 }
 
 // prepare fetches, verifies and unpacks the release into the task's local
@@ -103,6 +104,14 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		Cookie:   cookie,
 		User:     cfg.User,
 	}
+	if tc.TLS.enabled() {
+		dir := cfg.TaskDir().Dir
+		spec.TLS = &launch.TLS{
+			Cert: filepath.Join(dir, tc.TLS.CertFile),
+			Key:  filepath.Join(dir, tc.TLS.KeyFile),
+			CA:   filepath.Join(dir, tc.TLS.CAFile),
+		}
+	}
 	if host.Path != "" {
 		spec.HostBin = filepath.Dir(host.Path)
 	}
@@ -115,7 +124,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		unset = append(unset, tc.CookieEnv)
 	}
 	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
-		node: node, distPort: port, home: cmd.Env["HOME"]}, nil
+		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile}, nil
 }
 
 // readCookie returns the distribution cookie from the task's cookie_file or

@@ -35,12 +35,18 @@ func runJob(t testing.TB, spec, id string, vars map[string]string) *job {
 // fresh cookie in the job's Nomad Variable.
 func submitJob(t testing.TB, spec, id string, vars map[string]string) *job {
 	t.Helper()
+	return submitJobWith(t, spec, id, vars, nil)
+}
+
+// submitJobWith is submitJob with more secrets in the job's Variable.
+func submitJobWith(t testing.TB, spec, id string, vars, secrets map[string]string) *job {
+	t.Helper()
 	args := []string{"job", "run", "-detach"}
 	for k, v := range vars {
 		args = append(args, "-var", k+"="+v)
 	}
 	args = append(args, "-var", "job="+id, filepath.Join(cluster.Root, "e2e", "testdata", spec))
-	cookie := putCookie(t, id)
+	cookie := putSecrets(t, id, secrets)
 	if _, err := cluster.Nomad(args...); err != nil {
 		t.Fatal(err)
 	}
@@ -276,17 +282,21 @@ func (j *job) waitStats(since time.Time) taskStats {
 	return s
 }
 
-// putCookie stores a fresh random cookie in the job's Nomad Variable,
-// nomad/jobs/ID, through the HTTP API: on a command line it would show in
-// the process list that the leak tests read.
-func putCookie(t testing.TB, id string) string {
+// putSecrets stores a fresh random cookie, and any other items, in the
+// job's Nomad Variable, nomad/jobs/ID, through the HTTP API: on a command
+// line it would show in the process list that the leak tests read.
+func putSecrets(t testing.TB, id string, items map[string]string) string {
 	t.Helper()
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
 	}
 	cookie := "C" + hex.EncodeToString(b)
-	body, _ := json.Marshal(map[string]any{"Items": map[string]string{"cookie": cookie}})
+	all := map[string]string{"cookie": cookie}
+	for k, v := range items {
+		all[k] = v
+	}
+	body, _ := json.Marshal(map[string]any{"Items": all})
 	req, err := http.NewRequest(http.MethodPut, cluster.NomadAddr+"/v1/var/nomad/jobs/"+id, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,9 @@
 //   - it finds the node through ERL_EPMD_PORT, the driver's port mapper,
 //     like every other client.
 //
-// erl_call cannot speak TLS distribution; nodes with mTLS need a client VM
-// started with the same TLS options (not yet provided here).
+// erl_call cannot speak TLS distribution. Under mTLS the client is instead
+// a short-lived hidden VM from the same erts, started with the node's own
+// ssl_dist_optfile and -dist_listen false: about half a second a call.
 package control
 
 import (
@@ -21,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -37,6 +39,12 @@ type Client struct {
 	Env []string
 	// Timeout bounds each call. Zero means 10 s.
 	Timeout time.Duration
+	// ERL and SSLDistOptFile, when both set, make calls through a client
+	// VM that speaks TLS distribution instead of erl_call. VMArgs boot it:
+	// the release's start_clean boot and code path, where ssl lives.
+	ERL            string
+	SSLDistOptFile string
+	VMArgs         []string
 }
 
 // Error is a call that did not return a result.
@@ -56,13 +64,18 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout+2*time.Second)
 	defer cancel()
 	secs := int((timeout + time.Second - 1) / time.Second)
-	cmd := exec.CommandContext(ctx, c.ERLCall, "-R", "-name", c.Node, "-timeout", strconv.Itoa(secs), "-e")
-	cmd.Env = c.Env
 	expr = strings.TrimSpace(expr)
 	if !strings.HasSuffix(expr, ".") {
 		expr += "."
 	}
-	cmd.Stdin = strings.NewReader(expr + "\n")
+	var cmd *exec.Cmd
+	if c.ERL != "" && c.SSLDistOptFile != "" {
+		cmd = exec.CommandContext(ctx, c.ERL, c.vmArgs(expr, timeout)...)
+	} else {
+		cmd = exec.CommandContext(ctx, c.ERLCall, "-R", "-name", c.Node, "-timeout", strconv.Itoa(secs), "-e")
+		cmd.Stdin = strings.NewReader(expr + "\n")
+	}
+	cmd.Env = c.Env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -84,4 +97,20 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 		return "", &Error{c.Node, result}
 	}
 	return result, nil
+}
+
+// vmArgs starts a hidden client VM that evaluates expr on the node over TLS
+// distribution and prints {ok, Result} like erl_call does.
+func (c *Client) vmArgs(expr string, timeout time.Duration) []string {
+	_, host, _ := strings.Cut(c.Node, "@")
+	self := fmt.Sprintf("ctl%d-%d@%s", time.Now().UnixNano()%1_000_000, rand.IntN(1_000_000), host)
+	prog := fmt.Sprintf(`{ok, T, _} = erl_scan:string(%s), {ok, Es} = erl_parse:parse_exprs(T), `+
+		`case rpc:call('%s', erl_eval, exprs, [Es, []], %d) of `+
+		`{value, V, _} -> io:format("{ok, ~p}~n", [V]), halt(0); `+
+		`Other -> io:format("~p~n", [Other]), halt(1) end.`,
+		strconv.Quote(expr), c.Node, timeout.Milliseconds())
+	return append(append([]string(nil), c.VMArgs...), "-hidden", "-noshell", "-noinput", "-name", self,
+		"-start_epmd", "false", "-dist_listen", "false",
+		"-proto_dist", "inet_tls", "-ssl_dist_optfile", c.SSLDistOptFile,
+		"-eval", prog)
 }

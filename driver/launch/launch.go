@@ -44,6 +44,10 @@ type Spec struct {
 	// User is the task's user, who must own the cookie. Empty means the
 	// user the driver runs as.
 	User string
+	// TLS turns on mutual TLS distribution when not nil.
+	TLS *TLS
+
+	extra []string // flags for every VM: the node and its client tools
 }
 
 // Command is a process to start.
@@ -54,6 +58,9 @@ type Command struct {
 	Env map[string]string
 	// Unset lists variables to remove from the task's environment.
 	Unset []string
+	// SSLDistOptFile is the node's ssl_dist_optfile under TLS distribution,
+	// for clients that must speak TLS to it.
+	SSLDistOptFile string
 }
 
 // Build returns the command that starts the release in s in the foreground.
@@ -65,6 +72,19 @@ func Build(s Spec) (*Command, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("launch: %w", err)
 	}
+	var tlsFlags []string
+	if s.TLS != nil && s.Node != "" {
+		if s.Release.BundlesERTS && !hasSSL(s.Release.Root) {
+			return nil, fmt.Errorf("release %s has no ssl application, which TLS distribution needs; "+
+				"add ssl to the release (mix: extra_applications: [:ssl]; relx: the release's app list)", s.Release.Name)
+		}
+		opt, err := writeSSLDistOpt(s.Dir, s.TLS)
+		if err != nil {
+			return nil, err
+		}
+		tlsFlags = []string{"-proto_dist inet_tls", "-ssl_dist_optfile " + opt}
+	}
+	s.extra = tlsFlags
 	var (
 		c   *Command
 		err error
@@ -83,6 +103,9 @@ func Build(s Spec) (*Command, error) {
 		return nil, err
 	}
 	c.Unset = CookieEnv
+	if len(s.extra) > 0 {
+		c.SSLDistOptFile = filepath.Join(s.Dir, "ssl_dist.conf")
+	}
 	if s.Node != "" && s.EPMDPort > 0 {
 		// Read by the VM and by erl_call alike.
 		c.Env["ERL_EPMD_PORT"] = strconv.Itoa(s.EPMDPort)
@@ -121,7 +144,7 @@ func mix(s Spec) (*Command, error) {
 		env["RELEASE_NODE"] = s.Node
 		// ELIXIR_ERL_OPTIONS reaches every VM the script starts: the node
 		// and the client tools (remote, rpc).
-		env["ELIXIR_ERL_OPTIONS"] = strings.Join(distFlags(s.DistPort), " ")
+		env["ELIXIR_ERL_OPTIONS"] = strings.Join(append(distFlags(s.DistPort), s.extra...), " ")
 		// Clients must not try to listen on the node's port as well.
 		remote := filepath.Join(r.Root, "releases", r.Version, "remote.vm.args")
 		p, err := withLines(remote, filepath.Join(s.Dir, "remote.vm.args"), nil, "-dist_listen false")
@@ -152,7 +175,7 @@ func relx(s Spec) (*Command, error) {
 		"RELX_OUT_FILE_PATH": s.Dir,
 	}
 
-	node, extra := s.Node, distFlags(s.DistPort)
+	node, extra := s.Node, append(distFlags(s.DistPort), s.extra...)
 	if node == "" {
 		// relx insists on a node name. A node that neither listens nor
 		// registers with epmd is as good as no distribution.
@@ -186,7 +209,7 @@ func shipment(s Spec) (*Command, error) {
 	env := map[string]string{}
 	if s.Node != "" {
 		// entrypoint.sh runs a plain `erl`, which reads ERL_FLAGS.
-		env["ERL_FLAGS"] = strings.Join(append([]string{"-name " + s.Node}, distFlags(s.DistPort)...), " ")
+		env["ERL_FLAGS"] = strings.Join(append(append([]string{"-name " + s.Node}, distFlags(s.DistPort)...), s.extra...), " ")
 	}
 	return &Command{Path: filepath.Join(s.Release.Root, "entrypoint.sh"), Args: []string{"run"}, Env: env}, nil
 }

@@ -11,6 +11,10 @@ variable "cluster_service" {
   type    = string
   default = ""
 }
+variable "tls" {
+  type    = bool
+  default = false
+}
 variable "count" {
   type    = number
   default = 1
@@ -74,6 +78,23 @@ job "app" {
         pre_commands        = var.pre_commands
         pre_command_timeout = "1m"
         cluster_service     = var.cluster_service
+
+        # A tls block when var.tls is set. Task config is not expanded for
+        # `dynamic` blocks, but a list of objects reads the same.
+        tls = var.tls ? [{
+          cert_file = "secrets/dist.crt"
+          key_file  = "secrets/dist.key"
+          ca_file   = "secrets/ca.crt"
+        }] : []
+      }
+
+      dynamic "template" {
+        for_each = var.tls ? ["tls_cert:dist.crt", "tls_key:dist.key", "tls_ca:ca.crt"] : []
+        content {
+          data        = "{{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ index . \"${split(":", template.value)[0]}\" }}{{ end }}"
+          destination = "secrets/${split(":", template.value)[1]}"
+          perms       = "0400"
+        }
       }
 
       # The cookie is a secret: a Nomad Variable that only this job's

@@ -11,7 +11,7 @@ defmodule HelloEx.MixProject do
       releases: [
         hello_ex: [
           include_erts: true,
-          applications: [sasl: :permanent],
+          applications: [sasl: :permanent, ssl: :permanent],
           steps: [:assemble, :tar]
         ]
       ]

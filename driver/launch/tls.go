@@ -1,0 +1,49 @@
+package launch
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// TLS is the node's certificate, key and CA for TLS distribution, as
+// absolute paths.
+type TLS struct {
+	Cert, Key, CA string
+}
+
+// writeSSLDistOpt writes the ssl_dist_optfile for mutual TLS: both ends
+// verify the peer against the CA, and a server refuses a client without a
+// certificate. Clients also check that the server's certificate names the
+// host part of the node name, so certificates must carry it (the IP Nomad
+// assigns, or the host of node_name) as a subject alternative name. It
+// returns the file's path.
+func writeSSLDistOpt(dir string, t *TLS) (string, error) {
+	for _, f := range []string{t.Cert, t.Key, t.CA} {
+		if _, err := os.Stat(f); err != nil {
+			return "", fmt.Errorf("TLS distribution: %s cannot be read (%v); render it into the task's secrets/ with a template", filepath.Base(f), err)
+		}
+	}
+	opts := fmt.Sprintf(`[{server, [{certfile, %s}, {keyfile, %s}, {cacertfile, %s},
+           {verify, verify_peer}, {fail_if_no_peer_cert, true},
+           {secure_renegotiate, true}]},
+ {client, [{certfile, %s}, {keyfile, %s}, {cacertfile, %s},
+           {verify, verify_peer}, {secure_renegotiate, true}]}].
+`, q(t.Cert), q(t.Key), q(t.CA), q(t.Cert), q(t.Key), q(t.CA))
+	p := filepath.Join(dir, "ssl_dist.conf")
+	if err := os.WriteFile(p, []byte(opts), 0o600); err != nil {
+		return "", fmt.Errorf("launch: %w", err)
+	}
+	return p, nil
+}
+
+// q quotes a path as an Erlang string.
+func q(s string) string { return strconv.Quote(s) }
+
+// hasSSL reports whether a release carries the ssl application, which TLS
+// distribution loads at boot.
+func hasSSL(root string) bool {
+	m, _ := filepath.Glob(filepath.Join(root, "lib", "ssl-*"))
+	return len(m) > 0
+}
