@@ -76,6 +76,11 @@ job "hello-ex" {
       # that on its own; give the app room beyond it.
       kill_timeout = "15s"
 
+      # On stop, Nomad first deregisters the services from Consul, waits
+      # this long so that load balancers stop sending new requests, and only
+      # then signals the node: the Nomad form of a Kubernetes preStop delay.
+      shutdown_delay = "5s"
+
       resources {
         cpu    = 200
         memory = 256

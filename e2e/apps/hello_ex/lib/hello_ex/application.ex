@@ -14,6 +14,9 @@ defmodule HelloEx.Application do
   @impl true
   def prep_stop(state) do
     IO.puts("hello_ex shutting down gracefully")
+    # Finish the requests in flight before the supervision tree stops.
+    HelloEx.HTTP.drain(10_000)
+    IO.puts("hello_ex drained")
     state
   end
 

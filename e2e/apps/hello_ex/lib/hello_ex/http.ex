@@ -2,10 +2,17 @@ defmodule HelloEx.HTTP do
   @moduledoc """
   A minimal HTTP/1.1 server on :gen_tcp: one process per connection and
   `Connection: close` on every response. Enough for health checks and demos.
+
+  `GET /slow?ms=N` answers after N milliseconds, to test that requests in
+  flight when the node stops still complete: `drain/1` (called from the
+  application's prep_stop) stops accepting and waits for them.
   """
   use GenServer
 
   def start_link(port), do: GenServer.start_link(__MODULE__, port, name: __MODULE__)
+
+  @doc "Stops accepting connections and waits for the open ones to finish."
+  def drain(timeout), do: GenServer.call(__MODULE__, :drain, timeout + 1000)
 
   @impl true
   def init(port) do
@@ -14,25 +21,46 @@ defmodule HelloEx.HTTP do
     {:ok, listen} =
       :gen_tcp.listen(port, [:binary, active: false, reuseaddr: true, packet: :http_bin])
 
-    spawn_link(fn -> accept(listen) end)
-    {:ok, listen}
+    server = self()
+    acceptor = spawn_link(fn -> accept(listen, server) end)
+    {:ok, %{listen: listen, acceptor: acceptor, conns: %{}, waiting: nil}}
   end
 
   @impl true
-  def handle_info(_msg, listen), do: {:noreply, listen}
+  def handle_call({:serve, pid}, _from, state) do
+    ref = Process.monitor(pid)
+    {:reply, :ok, %{state | conns: Map.put(state.conns, ref, pid)}}
+  end
+
+  def handle_call(:drain, from, state) do
+    :gen_tcp.close(state.listen)
+    IO.puts("hello_ex draining #{map_size(state.conns)} open connections")
+    state = %{state | waiting: from}
+    if state.conns == %{}, do: {:reply, :ok, state}, else: {:noreply, state}
+  end
 
   @impl true
-  def terminate(_reason, listen), do: :gen_tcp.close(listen)
+  def handle_info({:DOWN, ref, :process, _pid, _}, state) do
+    conns = Map.delete(state.conns, ref)
+    if conns == %{} and state.waiting, do: GenServer.reply(state.waiting, :ok)
+    {:noreply, %{state | conns: conns}}
+  end
 
-  defp accept(listen) do
+  def handle_info(_msg, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state), do: :gen_tcp.close(state.listen)
+
+  defp accept(listen, server) do
     case :gen_tcp.accept(listen) do
       {:ok, socket} ->
         pid = spawn(fn -> receive do: (:go -> serve(socket)) end)
         :ok = :gen_tcp.controlling_process(socket, pid)
+        GenServer.call(server, {:serve, pid})
         send(pid, :go)
-        accept(listen)
+        accept(listen, server)
 
-      {:error, :closed} ->
+      {:error, _} ->
         :ok
     end
   end
@@ -40,7 +68,7 @@ defmodule HelloEx.HTTP do
   defp serve(socket) do
     with {:ok, {:http_request, _method, {:abs_path, path}, _}} <- :gen_tcp.recv(socket, 0, 5000) do
       drain_headers(socket)
-      body = route(path)
+      body = route(URI.parse(path))
 
       :gen_tcp.send(socket, [
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n",
@@ -59,7 +87,14 @@ defmodule HelloEx.HTTP do
     end
   end
 
-  defp route("/health"), do: "ok\n"
+  defp route(%URI{path: "/health"}), do: "ok\n"
+
+  defp route(%URI{path: "/slow", query: query}) do
+    ms = String.to_integer(URI.decode_query(query || "")["ms"] || "1000")
+    Process.sleep(ms)
+    "slow done after #{ms} ms\n"
+  end
+
   defp route(_),
     do: "hello from hello_ex #{HelloEx.Application.vsn()} on #{node()} pid #{System.pid()}\n"
 end
