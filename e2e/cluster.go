@@ -9,17 +9,20 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -31,6 +34,11 @@ type Cluster struct {
 	ConsulAddr string // http://127.0.0.1:PORT
 	NomadAddr  string // http://127.0.0.1:PORT
 	EPMDPort   int    // the beam driver's port mapper
+
+	// ACLs are on in both agents, as in production. These are the
+	// management tokens the tests use; the beam driver gets a Consul token
+	// that can only read services.
+	NomadToken, ConsulToken string
 
 	consul, nomad *exec.Cmd
 	nomadConfig   string
@@ -47,11 +55,15 @@ func Start(root, dir string) (*Cluster, error) {
 	c.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
 
+	c.ConsulToken = uuid()
+	setToken(c.ConsulAddr, "X-Consul-Token", c.ConsulToken)
 	c.consul = exec.Command(filepath.Join(root, "bin", "consul"), "agent", "-dev",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1",
 		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
-		"-server-port", strconv.Itoa(ports[3]), "-hcl", "disable_update_check = true")
+		"-server-port", strconv.Itoa(ports[3]), "-hcl", "disable_update_check = true",
+		"-hcl", fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }`,
+			c.ConsulToken, c.ConsulToken))
 	if err := c.startLogged(c.consul, "consul.log"); err != nil {
 		return nil, err
 	}
@@ -69,6 +81,17 @@ func Start(root, dir string) (*Cluster, error) {
 		return nil, fmt.Errorf("consul did not start: %w\n%s", err, c.tail("consul.log"))
 	}
 
+	// The driver reads the health of services, and nothing else.
+	var readToken string
+	err = waitFor(30*time.Second, func() (err error) {
+		readToken, err = c.consulReadToken()
+		return err
+	})
+	if err != nil {
+		c.Stop()
+		return nil, err
+	}
+
 	plugins := filepath.Join(dir, "plugins")
 	if err := os.MkdirAll(plugins, 0o755); err != nil {
 		return nil, err
@@ -79,7 +102,7 @@ func Start(root, dir string) (*Cluster, error) {
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports[7]
 	cfg := fmt.Sprintf(nomadHCL, filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		ports[0], filepath.Join(dir, "beam"), c.EPMDPort, ports[0])
+		ports[0], c.ConsulToken, filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -132,6 +155,11 @@ client {
 
 consul {
   address = "127.0.0.1:%d"
+  token   = %q
+}
+
+acl {
+  enabled = true
 }
 
 plugin "nomad-driver-beam" {
@@ -140,6 +168,7 @@ plugin "nomad-driver-beam" {
     epmd_port      = %d
     epmd_addr      = "127.0.0.1"
     consul_address = "127.0.0.1:%d"
+    consul_token   = %q
   }
 }
 
@@ -155,6 +184,20 @@ func (c *Cluster) startNomad() error {
 	c.nomad.Env = append(os.Environ(), "AWS_CA_BUNDLE=")
 	if err := c.startLogged(c.nomad, "nomad.log"); err != nil {
 		return err
+	}
+	if c.NomadToken == "" {
+		err := waitFor(60*time.Second, func() error {
+			var out struct{ SecretID string }
+			if err := postJSON(c.NomadAddr+"/v1/acl/bootstrap", nil, &out); err != nil {
+				return err
+			}
+			c.NomadToken = out.SecretID
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("nomad ACL bootstrap: %w\n%s", err, c.tail("nomad.log"))
+		}
+		setToken(c.NomadAddr, "X-Nomad-Token", c.NomadToken)
 	}
 	err := waitFor(90*time.Second, func() error {
 		var nodes []struct {
@@ -213,7 +256,7 @@ func (c *Cluster) Nomad(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.Root, "bin", "nomad"), args...)
-	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+c.NomadAddr)
+	cmd.Env = append(os.Environ(), "NOMAD_ADDR="+c.NomadAddr, "NOMAD_TOKEN="+c.NomadToken)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -306,7 +349,83 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: tokenTransport{}}
+
+// tokens maps an agent's host:port to the ACL token header for it.
+var tokens sync.Map
+
+func setToken(addr, header, token string) {
+	u, _ := url.Parse(addr)
+	tokens.Store(u.Host, [2]string{header, token})
+}
+
+// tokenTransport adds each agent's ACL token to requests for it.
+type tokenTransport struct{}
+
+func (tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t, ok := tokens.Load(r.URL.Host); ok {
+		r = r.Clone(r.Context())
+		r.Header.Set(t.([2]string)[0], t.([2]string)[1])
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// postJSON PUTs body as JSON (nil for none) and decodes the answer into out.
+func postJSON(url string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(http.MethodPut, url, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("PUT %s: %s: %s", url, resp.Status, b)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// consulReadToken creates a Consul token that may only read services and
+// nodes: what the driver's clustering needs.
+func (c *Cluster) consulReadToken() (string, error) {
+	var policy struct{ ID string }
+	err := postJSON(c.ConsulAddr+"/v1/acl/policy", map[string]any{
+		"Name":  "beam-driver",
+		"Rules": `service_prefix "" { policy = "read" } node_prefix "" { policy = "read" }`,
+	}, &policy)
+	if err != nil {
+		return "", fmt.Errorf("consul policy: %w", err)
+	}
+	var token struct{ SecretID string }
+	err = postJSON(c.ConsulAddr+"/v1/acl/token", map[string]any{
+		"Description": "beam driver: read services",
+		"Policies":    []map[string]string{{"ID": policy.ID}},
+	}, &token)
+	if err != nil {
+		return "", fmt.Errorf("consul token: %w", err)
+	}
+	return token.SecretID, nil
+}
+
+func uuid() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
 
 func getJSON(url string, v any) error {
 	resp, err := httpClient.Get(url)

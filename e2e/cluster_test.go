@@ -21,7 +21,11 @@ func TestClusterThroughConsul(t *testing.T) {
 		"count":           "3",
 		"cluster_service": id + "-dist",
 	})
-	waitCluster(t, j, 3, "")
+	// The driver's control calls run all the while; none may show the
+	// cookie on a command line.
+	if leaks := watchCmdlines(j.Cookie, func() { waitCluster(t, j, 3, "") }); len(leaks) > 0 {
+		t.Errorf("the cookie is on a command line while the driver clusters the nodes:\n%s", strings.Join(leaks, "\n"))
+	}
 
 	// Stop one allocation: Nomad replaces it.
 	allocs := j.runningAllocs(3)

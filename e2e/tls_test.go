@@ -89,7 +89,9 @@ func TestTLSDistribution(t *testing.T) {
 
 	// Clustering (the driver's control channel) and `bin/hello_ex rpc`
 	// (the release's tooling) both work under mTLS.
-	waitCluster(t, j, 2, "")
+	if leaks := watchCmdlines(j.Cookie, func() { waitCluster(t, j, 2, "") }); len(leaks) > 0 {
+		t.Errorf("the cookie is on a command line under TLS:\n%s", strings.Join(leaks, "\n"))
+	}
 	target := nodeName(t, j.runningAllocs(2)[0])
 
 	dir := t.TempDir()

@@ -46,6 +46,16 @@ job "hello-erl" {
       }
     }
 
+    # The distribution port, so that the nodes of this job find each other
+    # through Consul (config.cluster_service below). Erlang distribution is
+    # not HTTP, so this service has no check: the HTTP one above gates
+    # health.
+    service {
+      name     = "hello-erl-dist"
+      port     = "dist"
+      provider = "consul"
+    }
+
     task "hello_erl" {
       driver = "beam"
 
@@ -56,6 +66,9 @@ job "hello-erl" {
         }
         dist_port   = "dist"
         cookie_file = "secrets/erlang.cookie"
+
+        # Keep every node connected to all healthy instances of the job.
+        cluster_service = "hello-erl-dist"
       }
 
       # The distribution cookie is a secret. Keep it in a Nomad Variable
