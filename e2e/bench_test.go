@@ -63,7 +63,7 @@ func byHand(b *testing.B, tarball string) time.Duration {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	if err := waitForFast(time.Minute, func() error { _, err := get(ports[0], "/health"); return err }); err != nil {
+	if err := waitEvery(20*time.Millisecond, time.Minute, func() error { _, err := get(ports[0], "/health"); return err }); err != nil {
 		b.Fatal(err)
 	}
 	return time.Since(start)
@@ -86,7 +86,7 @@ func timeToHTTP(b *testing.B, spec, id string, vars map[string]string) time.Dura
 	defer func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) }()
 
 	port := 0
-	err := waitForFast(2*time.Minute, func() error {
+	err := waitEvery(20*time.Millisecond, 2*time.Minute, func() error {
 		if port == 0 {
 			var allocs []allocation
 			if err := cluster.NomadJSON("/v1/job/"+id+"/allocations", &allocs); err != nil {
@@ -118,19 +118,4 @@ func timeToHTTP(b *testing.B, spec, id string, vars map[string]string) time.Dura
 		b.Fatalf("%s: %v", id, err)
 	}
 	return time.Since(start)
-}
-
-// waitForFast is waitFor with a 20 ms poll, fine enough to time a start.
-func waitForFast(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -448,6 +448,11 @@ func (p permanent) Unwrap() error { return p.error }
 // waitFor calls f until it returns nil, a permanent error, or timeout
 // passes, and returns the last error.
 func waitFor(timeout time.Duration, f func() error) error {
+	return waitEvery(200*time.Millisecond, timeout, f)
+}
+
+// waitEvery is waitFor polling every poll.
+func waitEvery(poll, timeout time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
@@ -461,7 +466,7 @@ func waitFor(timeout time.Duration, f func() error) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %s: %w", timeout, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(poll)
 	}
 }
 
