@@ -52,6 +52,17 @@ var (
 			hclspec.NewAttr("epmd_port", "number", false),
 			hclspec.NewLiteral("4369"),
 		),
+		"cache_max_mb": hclspec.NewDefault(
+			hclspec.NewAttr("cache_max_mb", "number", false),
+			hclspec.NewLiteral("10240"),
+		),
+		"fetch_retry_window": hclspec.NewDefault(
+			hclspec.NewAttr("fetch_retry_window", "string", false),
+			hclspec.NewLiteral(`"2m"`),
+		),
+		"s3_endpoint":    hclspec.NewAttr("s3_endpoint", "string", false),
+		"s3_region":      hclspec.NewAttr("s3_region", "string", false),
+		"s3_path_style":  hclspec.NewAttr("s3_path_style", "bool", false),
 		"consul_address": hclspec.NewAttr("consul_address", "string", false),
 		"consul_token":   hclspec.NewAttr("consul_token", "string", false),
 		"epmd_addr": hclspec.NewDefault(
@@ -116,6 +127,14 @@ type Config struct {
 	// identity token wins over both.
 	ConsulAddress string `codec:"consul_address"`
 	ConsulToken   string `codec:"consul_token"`
+	// CacheMaxMB is the size the release cache is evicted down to.
+	CacheMaxMB int `codec:"cache_max_mb"`
+	// FetchRetryWindow is how long transient fetch failures are retried.
+	FetchRetryWindow string `codec:"fetch_retry_window"`
+	// S3Endpoint, S3Region and S3PathStyle reach S3-compatible stores.
+	S3Endpoint  string `codec:"s3_endpoint"`
+	S3Region    string `codec:"s3_region"`
+	S3PathStyle bool   `codec:"s3_path_style"`
 }
 
 func (c *Config) validate() error {
@@ -127,6 +146,14 @@ func (c *Config) validate() error {
 	}
 	if c.EPMDPort < 1 || c.EPMDPort > 65535 {
 		return fmt.Errorf("epmd_port = %d must be a TCP port (1-65535); the default is 4369", c.EPMDPort)
+	}
+	if c.FetchRetryWindow != "" {
+		if d, err := time.ParseDuration(c.FetchRetryWindow); err != nil || d < 0 {
+			return fmt.Errorf("fetch_retry_window = %q must be a duration such as \"2m\"", c.FetchRetryWindow)
+		}
+	}
+	if c.CacheMaxMB < 0 {
+		return fmt.Errorf("cache_max_mb = %d must not be negative; 0 turns eviction off", c.CacheMaxMB)
 	}
 	if c.EPMDAddr == "" {
 		c.EPMDAddr = "0.0.0.0"
@@ -196,7 +223,7 @@ var (
 	namePattern     = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 	nodeNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(@[A-Za-z0-9_.:-]+)?$`)
 	envNamePattern  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	schemes         = []string{"file://", "http://", "https://", "/"}
+	schemes         = []string{"file://", "http://", "https://", "s3://", "gs://", "/"}
 )
 
 // validate checks a task config, with errors that name the field.
@@ -207,11 +234,11 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	case src == "":
 		errs = append(errs, errors.New(`release.source is required, e.g. "https://releases.example.com/app-1.0.0.tar.gz"`))
 	case !hasAnyPrefix(src, schemes):
-		errs = append(errs, fmt.Errorf("release.source %q: unsupported; use file:///abs/path, http:// or https://", fetch.Redact(src)))
+		errs = append(errs, fmt.Errorf("release.source %q: unsupported; use s3://, gs://, https://, http:// or file:///abs/path", fetch.Redact(src)))
 	}
+	// Without release.sha256, the driver reads <source>.sha256; it fails
+	// then if require_sha256 is on and there is none.
 	switch {
-	case c.Release.SHA256 == "" && requireSHA:
-		errs = append(errs, errors.New("release.sha256 is required (sha256sum of the tarball); the plugin option require_sha256 = false turns this off"))
 	case c.Release.SHA256 != "" && !sha256Pattern.MatchString(c.Release.SHA256):
 		errs = append(errs, fmt.Errorf("release.sha256 %q must be 64 hex characters, as printed by sha256sum", c.Release.SHA256))
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 )
 
 var (
@@ -41,8 +41,7 @@ type Driver struct {
 	config       *Config
 	clientConfig *base.ClientDriverConfig
 
-	fetcher *fetch.Fetcher
-	host    *hostErlang
+	host *hostErlang
 
 	// The port mapper nodes register with: the driver's own, or the
 	// host's epmd when one already holds the port.
@@ -59,9 +58,9 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 		tasks:   newTaskStore(),
 		ctx:     ctx,
 		logger:  logger,
-		config:  &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true, EPMDPort: 4369, EPMDAddr: "0.0.0.0"},
-		fetcher: fetch.New(),
-		host:    &hostErlang{},
+		config: &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true, EPMDPort: 4369, EPMDAddr: "0.0.0.0",
+			CacheMaxMB: 10240, FetchRetryWindow: "2m"},
+		host: &hostErlang{},
 	}
 }
 
@@ -411,6 +410,11 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		h.stopCluster()
 	}
 	d.unregisterNode(h.state.Node)
+	if cfg, _ := d.cfg(); cfg != nil {
+		if store, err := cache.New(filepath.Join(cfg.DataDir, "cache"), 0); err == nil {
+			store.Release(taskID)
+		}
+	}
 	d.tasks.Delete(taskID)
 	return nil
 }

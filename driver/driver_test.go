@@ -297,3 +297,32 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestSHA256FromSidecar checks that without release.sha256 the driver reads
+// <tarball>.sha256, and refuses the release when there is none.
+func TestSHA256FromSidecar(t *testing.T) {
+	_, h := newHarness(t)
+	path, sum := fakeRelease(t)
+
+	cfg := taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path}})
+	t.Cleanup(h.MkAllocDir(cfg, false))
+	_, _, err := h.StartTask(cfg)
+	if err == nil || !strings.Contains(err.Error(), ".sha256 does not exist") {
+		t.Fatalf("StartTask without any sha256 = %v, want a missing .sha256 error", err)
+	}
+
+	if err := os.WriteFile(path+".sha256", []byte(sum+"  fake-0.1.0.tar.gz\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg = taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path}})
+	t.Cleanup(h.MkAllocDir(cfg, true))
+	if _, _, err := h.StartTask(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.WaitUntilStarted(cfg.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DestroyTask(cfg.ID, true); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,29 +35,12 @@ type prepared struct {
 // directory, and builds the command that starts it. Each step emits a task
 // event; a failure emits one that says why and what to do.
 func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*prepared, error) {
-	pcfg, _ := d.cfg()
 	src := fetch.Redact(tc.Release.Source)
-
-	downloads := filepath.Join(pcfg.DataDir, "downloads")
-	if err := os.MkdirAll(downloads, 0o700); err != nil {
-		return nil, d.fail(cfg, "cannot create data_dir %s: %v", pcfg.DataDir, err)
-	}
-	tmp := filepath.Join(downloads, cfg.AllocID+"-"+cfg.Name+".tar.gz.part")
-	defer os.Remove(tmp)
-
-	d.event(cfg, "Fetching release from %s", src)
-	start := time.Now()
-	res, err := d.fetcher.Fetch(ctx, tc.Release.Source, tc.Release.SHA256, tmp, func(done, total int64) {
-		d.event(cfg, "Fetching release: %s", progressText(done, total))
-	})
+	tb, err := d.obtain(ctx, cfg, tc, logger)
 	if err != nil {
-		return nil, d.fail(cfg, "Fetch failed: %v", err)
+		return nil, err
 	}
-	verified := "sha256 " + res.SHA256[:12] + "… verified"
-	if tc.Release.SHA256 == "" {
-		verified = "sha256 " + res.SHA256[:12] + "… not checked (no release.sha256)"
-	}
-	logger.Info("fetched release", "source", src, "bytes", res.Size, "sha256", res.SHA256, "duration", time.Since(start))
+	defer tb.done()
 
 	dir := filepath.Join(cfg.TaskDir().LocalDir, "release")
 	if err := os.RemoveAll(dir); err != nil {
@@ -66,8 +49,8 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, d.fail(cfg, "cannot create %s: %v", dir, err)
 	}
-	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(res.Size), verified)
-	if err := unpack.File(tmp, dir, unpack.Limits{}); err != nil {
+	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
+	if err := unpack.File(tb.path, dir, unpack.Limits{}); err != nil {
 		// Leave nothing of a rejected archive behind, links included.
 		_ = os.RemoveAll(dir)
 		return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)

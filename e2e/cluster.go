@@ -42,12 +42,13 @@ type Cluster struct {
 
 	consul, nomad *exec.Cmd
 	nomadConfig   string
+	stores        *Stores
 }
 
 // Start starts Consul and Nomad with the plugin from Root/bin, and waits
 // until the Nomad client reports the beam driver healthy.
-func Start(root, dir string) (*Cluster, error) {
-	c := &Cluster{Root: root, Dir: dir}
+func Start(root, dir string, stores *Stores) (*Cluster, error) {
+	c := &Cluster{Root: root, Dir: dir, stores: stores}
 	ports, err := freePorts(8)
 	if err != nil {
 		return nil, err
@@ -102,7 +103,7 @@ func Start(root, dir string) (*Cluster, error) {
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports[7]
 	cfg := fmt.Sprintf(nomadHCL, filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		ports[0], c.ConsulToken, filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken)
+		ports[0], c.ConsulToken, filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -169,6 +170,11 @@ plugin "nomad-driver-beam" {
     epmd_addr      = "127.0.0.1"
     consul_address = "127.0.0.1:%d"
     consul_token   = %q
+
+    s3_endpoint        = "http://%s"
+    s3_path_style      = true
+    s3_region          = "us-east-1"
+    fetch_retry_window = "20s"
   }
 }
 
@@ -181,7 +187,7 @@ plugin "raw_exec" {
 
 func (c *Cluster) startNomad() error {
 	c.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", c.nomadConfig)
-	c.nomad.Env = append(os.Environ(), "AWS_CA_BUNDLE=")
+	c.nomad.Env = append(append(os.Environ(), "AWS_CA_BUNDLE="), c.stores.Env()...)
 	if err := c.startLogged(c.nomad, "nomad.log"); err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +13,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -18,6 +23,7 @@ import (
 var (
 	cluster  *Cluster
 	releases *releaseServer
+	stores   *Stores
 )
 
 func TestMain(m *testing.M) {
@@ -54,13 +60,19 @@ func run(m *testing.M) int {
 	defer releases.Close()
 
 	start = time.Now()
-	cluster, err = Start(root, dir)
+	stores, err = StartStores(root, dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "e2e: consul %s and nomad %s ready in %s\n",
-		cluster.ConsulAddr, cluster.NomadAddr, time.Since(start).Round(time.Millisecond))
+	defer stores.Stop()
+	cluster, err = Start(root, dir, stores)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "e2e: s3 %s, gcs %s, consul %s and nomad %s ready in %s\n",
+		stores.S3Addr, stores.GCSAddr, cluster.ConsulAddr, cluster.NomadAddr, time.Since(start).Round(time.Millisecond))
 	code := m.Run()
 	cluster.Stop()
 	if code == 0 {
@@ -77,6 +89,9 @@ type releaseServer struct {
 	URL string
 	dir string
 	srv *http.Server
+
+	mu   sync.Mutex
+	gets map[string]int // GET requests by path
 }
 
 func serveReleases(dir string) (*releaseServer, error) {
@@ -84,10 +99,47 @@ func serveReleases(dir string) (*releaseServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &releaseServer{URL: "http://" + l.Addr().String(), dir: dir,
-		srv: &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}}
+	s := &releaseServer{URL: "http://" + l.Addr().String(), dir: dir, gets: map[string]int{}}
+	files := http.FileServer(http.Dir(dir))
+	s.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.gets[r.URL.Path]++
+		s.mu.Unlock()
+		files.ServeHTTP(w, r)
+	})}
 	go func() { _ = s.srv.Serve(l) }()
 	return s, nil
+}
+
+// Gets returns how many times a file was requested.
+func (s *releaseServer) Gets(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets["/"+name]
+}
+
+// Padded writes a copy of a release tarball made unique (and, with pad,
+// larger) by a trailing gzip member of random bytes, which the unpacker
+// reads past, and returns its name and content.
+func (s *releaseServer) Padded(t testing.TB, name string, pad int) (string, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, pad+16)
+	_, _ = rand.Read(noise)
+	var buf bytes.Buffer
+	buf.Write(b)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.NoCompression)
+	_, _ = zw.Write(noise)
+	_ = zw.Close()
+	out := fmt.Sprintf("%s-%x.tar.gz", strings.TrimSuffix(name, ".tar.gz"), noise[:4])
+	if err := os.WriteFile(filepath.Join(s.dir, out), buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(s.dir, out)) })
+	return out, buf.Bytes()
 }
 
 func (s *releaseServer) Close() { _ = s.srv.Close() }

@@ -1,18 +1,14 @@
-// Package fetch downloads a release tarball from its source into a local
-// file and verifies its sha256 on the way.
+// Package fetch downloads release tarballs from S3, GCS, HTTP(S) or a local
+// path into a file, retrying transient failures with backoff.
 package fetch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -21,146 +17,210 @@ import (
 // written so far and the total size, or -1 when the size is unknown.
 type Progress func(done, total int64)
 
-// Fetcher downloads release tarballs.
-type Fetcher struct {
-	// HTTP is the client for http:// and https:// sources.
-	HTTP *http.Client
+// Config configures a Fetcher.
+type Config struct {
+	// S3Endpoint and S3PathStyle reach S3-compatible stores; S3Region is
+	// the default region. Credentials come from the standard AWS chain.
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
+	// RetryWindow bounds how long transient failures (connection refused,
+	// timeouts, 5xx) are retried. Zero means no retries.
+	RetryWindow time.Duration
+	// Backoff is the first wait between attempts; it doubles up to 10 s.
+	Backoff time.Duration
 	// Every is how often Progress is called while a download runs.
 	Every time.Duration
 }
 
-// New returns a Fetcher with sensible timeouts.
-func New() *Fetcher {
+// Fetcher downloads release tarballs.
+type Fetcher struct {
+	cfg     Config
+	schemes map[string]source
+	// OnRetry, when set, is told about each transient failure before the
+	// wait that follows it.
+	OnRetry func(attempt int, err error, wait time.Duration)
+}
+
+// source is one kind of store.
+type source interface {
+	// download writes the object at u into out and returns its size.
+	download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error)
+	// size returns the object's size, or -1 when unknown, before download.
+	size(ctx context.Context, u *url.URL) (int64, error)
+}
+
+// New returns a Fetcher for file://, http(s)://, s3:// and gs:// sources.
+func New(cfg Config) *Fetcher {
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 500 * time.Millisecond
+	}
+	if cfg.Every <= 0 {
+		cfg.Every = 2 * time.Second
+	}
+	h := newHTTPSource()
 	return &Fetcher{
-		HTTP: &http.Client{
-			Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				ResponseHeaderTimeout: 30 * time.Second,
-				TLSHandshakeTimeout:   10 * time.Second,
-				IdleConnTimeout:       30 * time.Second,
-			},
+		cfg: cfg,
+		schemes: map[string]source{
+			"file":  fileSource{},
+			"http":  h,
+			"https": h,
+			"s3":    newS3Source(cfg),
+			"gs":    &gcsSource{},
 		},
-		Every: 2 * time.Second,
 	}
 }
 
-// Result describes a completed download.
-type Result struct {
-	Path   string // the downloaded file
-	Size   int64
-	SHA256 string // lowercase hex
+// Schemes lists the source schemes the fetcher supports.
+var Schemes = []string{"file", "http", "https", "s3", "gs"}
+
+// PermanentError is a failure that retrying cannot fix: a missing object,
+// denied access, a malformed source.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+func permanent(format string, args ...any) error {
+	return &PermanentError{fmt.Errorf(format, args...)}
 }
 
-// ChecksumError is a download whose content does not match the expected
-// sha256.
-type ChecksumError struct {
-	Source, Want, Got string
+// IsPermanent reports whether err is not worth retrying.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p) || errors.Is(err, context.Canceled)
 }
 
-func (e *ChecksumError) Error() string {
-	return fmt.Sprintf("sha256 mismatch for %s: expected %s, got %s; "+
-		"check release.sha256 in the task config or republish the tarball", e.Source, e.Want, e.Got)
+// NotFound is a source whose object does not exist.
+type NotFound struct{ Source string }
+
+func (e *NotFound) Error() string {
+	return fmt.Sprintf("%s does not exist; check release.source and that the release was published", e.Source)
 }
 
-// Fetch downloads source into the file dst and checks it against the
-// lowercase hex sha256 want, when want is not empty. On any error dst is
-// removed.
-func (f *Fetcher) Fetch(ctx context.Context, source, want, dst string, progress Progress) (res *Result, err error) {
-	body, total, err := f.open(ctx, source)
+// Download fetches source into the file dst and returns its size. It
+// retries transient failures within the retry window, starting each
+// attempt afresh.
+func (f *Fetcher) Download(ctx context.Context, source, dst string, progress Progress) (int64, error) {
+	u, src, err := f.parse(source)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	defer body.Close()
+	deadline := time.Now().Add(f.cfg.RetryWindow)
+	wait := f.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		n, err := f.once(ctx, u, src, dst, progress)
+		if err == nil {
+			return n, nil
+		}
+		err = fmt.Errorf("fetch %s: %w", Redact(source), err)
+		if IsPermanent(err) || ctx.Err() != nil {
+			return 0, err
+		}
+		if time.Now().Add(wait).After(deadline) {
+			if f.cfg.RetryWindow > 0 {
+				return 0, fmt.Errorf("%w (gave up after %d attempts in %s)", err, attempt, f.cfg.RetryWindow)
+			}
+			return 0, err
+		}
+		if f.OnRetry != nil {
+			f.OnRetry(attempt, err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
 
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, progress Progress) (int64, error) {
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+		return 0, &PermanentError{err}
 	}
-	defer func() {
-		if cerr := out.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("fetch: %w", cerr)
-		}
-		if err != nil {
-			os.Remove(dst)
-		}
-	}()
-
-	h := sha256.New()
-	w := &counter{w: io.MultiWriter(out, h)}
-	stop := f.report(w, total, progress)
-	_, err = io.Copy(w, contextReader{ctx, body})
+	defer out.Close()
+	total, err := src.size(ctx, u)
+	if err != nil {
+		return 0, err
+	}
+	var done progressCounter
+	stop := f.report(&done, total, progress)
+	n, err := src.download(ctx, u, out, done.add)
 	stop()
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: download interrupted after %d bytes: %w", Redact(source), w.n, err)
+		return 0, err
 	}
-	if total >= 0 && w.n != total {
-		return nil, fmt.Errorf("fetch %s: got %d of %d bytes; the download was cut short", Redact(source), w.n, total)
+	if total >= 0 && n != total {
+		return 0, fmt.Errorf("got %d of %d bytes; the download was cut short", n, total)
 	}
-	got := hex.EncodeToString(h.Sum(nil))
-	if want != "" && !strings.EqualFold(want, got) {
-		return nil, &ChecksumError{Source: Redact(source), Want: strings.ToLower(want), Got: got}
-	}
-	return &Result{Path: dst, Size: w.n, SHA256: got}, nil
+	return n, out.Sync()
 }
 
-// open returns the content of source and its size, or -1.
-func (f *Fetcher) open(ctx context.Context, source string) (io.ReadCloser, int64, error) {
+// Checksum reads the sha256 published next to a tarball, in
+// <source>.sha256 (the sha256sum format: the digest, then anything).
+func (f *Fetcher) Checksum(ctx context.Context, source string) (string, error) {
+	side := sidecar(source)
+	tmp, err := os.CreateTemp("", "beam-sha256-*")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if _, err := f.Download(ctx, side, tmp.Name(), nil); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		return "", err
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 || len(fields[0]) != 64 {
+		return "", permanent("%s does not hold a sha256 (expected the output of sha256sum)", Redact(side))
+	}
+	return strings.ToLower(fields[0]), nil
+}
+
+// sidecar returns the source of the .sha256 file next to source.
+func sidecar(source string) string {
+	u, err := url.Parse(source)
+	if err != nil || u.Scheme == "" {
+		return source + ".sha256"
+	}
+	u.Path += ".sha256"
+	if u.Opaque != "" {
+		u.Opaque += ".sha256"
+	}
+	return u.String()
+}
+
+func (f *Fetcher) parse(source string) (*url.URL, source, error) {
+	if strings.HasPrefix(source, "/") {
+		source = "file://" + source
+	}
 	u, err := url.Parse(source)
 	if err != nil {
-		return nil, 0, fmt.Errorf("release.source %q is not a valid URL: %w", Redact(source), err)
+		return nil, nil, permanent("release.source %q is not a valid URL: %v", Redact(source), err)
 	}
-	switch u.Scheme {
-	case "", "file":
-		p := u.Path
-		if u.Scheme == "" {
-			p = source
-		}
-		if !filepath.IsAbs(p) {
-			return nil, 0, fmt.Errorf("release.source %q: a local path must be absolute (file:///path/to/app.tar.gz)", source)
-		}
-		file, err := os.Open(p)
-		if err != nil {
-			return nil, 0, fmt.Errorf("fetch %s: %w", source, err)
-		}
-		fi, err := file.Stat()
-		if err != nil {
-			file.Close()
-			return nil, 0, fmt.Errorf("fetch %s: %w", source, err)
-		}
-		if !fi.Mode().IsRegular() {
-			file.Close()
-			return nil, 0, fmt.Errorf("fetch %s: not a regular file", source)
-		}
-		return file, fi.Size(), nil
-	case "http", "https":
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, source, nil)
-		if err != nil {
-			return nil, 0, fmt.Errorf("fetch %s: %w", Redact(source), err)
-		}
-		resp, err := f.HTTP.Do(req)
-		if err != nil {
-			return nil, 0, fmt.Errorf("fetch %s: %w", Redact(source), scrub(err, source))
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, 0, fmt.Errorf("fetch %s: server answered %s", Redact(source), resp.Status)
-		}
-		return resp.Body, resp.ContentLength, nil
-	default:
-		return nil, 0, fmt.Errorf("release.source %q: unsupported scheme %q; use file://, http:// or https://", Redact(source), u.Scheme)
+	src, ok := f.schemes[u.Scheme]
+	if !ok {
+		return nil, nil, permanent("release.source %q: unsupported scheme %q; use s3://, gs://, https://, http:// or file://", Redact(source), u.Scheme)
 	}
+	return u, src, nil
 }
 
-// report calls progress every f.Every until the returned stop is called.
-func (f *Fetcher) report(c *counter, total int64, progress Progress) (stop func()) {
-	if progress == nil || f.Every <= 0 {
+// report calls progress every f.cfg.Every until the returned stop is
+// called.
+func (f *Fetcher) report(c *progressCounter, total int64, progress Progress) (stop func()) {
+	if progress == nil {
 		return func() {}
 	}
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
-		t := time.NewTicker(f.Every)
+		t := time.NewTicker(f.cfg.Every)
 		defer t.Stop()
 		for {
 			select {
@@ -190,24 +250,27 @@ func Redact(source string) string {
 	return u.String()
 }
 
-// scrub rewrites an error from net/http, which quotes the full URL, so that
-// it quotes the redacted one.
-func scrub(err error, source string) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s", strings.ReplaceAll(ue.Err.Error(), source, Redact(source)))
+// copyCounting copies r into w, reporting each write to progress.
+func copyCounting(ctx context.Context, w io.Writer, r io.Reader, progress func(int64)) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, rerr := r.Read(buf)
+		if m > 0 {
+			if _, err := w.Write(buf[:m]); err != nil {
+				return n, &PermanentError{err}
+			}
+			n += int64(m)
+			progress(int64(m))
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
 	}
-	return err
-}
-
-type contextReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c contextReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

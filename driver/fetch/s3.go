@@ -1,0 +1,141 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+)
+
+// s3Source downloads s3://bucket/key with the standard AWS credential
+// chain, through the SDK's transfer manager (concurrent ranged parts).
+type s3Source struct {
+	cfg Config
+
+	once   sync.Once
+	client *s3.Client
+	err    error
+}
+
+func newS3Source(cfg Config) *s3Source { return &s3Source{cfg: cfg} }
+
+func (s *s3Source) s3(ctx context.Context) (*s3.Client, error) {
+	s.once.Do(func() {
+		opts := []func(*config.LoadOptions) error{}
+		if s.cfg.S3Region != "" {
+			opts = append(opts, config.WithRegion(s.cfg.S3Region))
+		}
+		c, err := config.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			s.err = permanent("AWS configuration: %v", err)
+			return
+		}
+		if c.Region == "" {
+			c.Region = "us-east-1"
+		}
+		s.client = s3.NewFromConfig(c, func(o *s3.Options) {
+			if s.cfg.S3Endpoint != "" {
+				o.BaseEndpoint = aws.String(s.cfg.S3Endpoint)
+			}
+			o.UsePathStyle = s.cfg.S3PathStyle
+		})
+	})
+	return s.client, s.err
+}
+
+func bucketKey(u *url.URL) (string, string, error) {
+	key := strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || key == "" {
+		return "", "", permanent("release.source %q must look like s3://bucket/path/to/app.tar.gz", u.String())
+	}
+	return u.Host, key, nil
+}
+
+func (s *s3Source) size(ctx context.Context, u *url.URL) (int64, error) {
+	c, err := s.s3(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bucket, key, err := bucketKey(u)
+	if err != nil {
+		return 0, err
+	}
+	out, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return 0, s3Error(u, err)
+	}
+	return aws.ToInt64(out.ContentLength), nil
+}
+
+func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error) {
+	c, err := s.s3(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bucket, key, err := bucketKey(u)
+	if err != nil {
+		return 0, err
+	}
+	tm := transfermanager.New(c)
+	res, err := tm.DownloadObject(ctx, &transfermanager.DownloadObjectInput{
+		Bucket:   &bucket,
+		Key:      &key,
+		WriterAt: countingWriterAt{out, progress},
+	})
+	if err != nil {
+		return 0, s3Error(u, err)
+	}
+	return aws.ToInt64(res.ContentLength), nil
+}
+
+// s3Error sorts an S3 failure into permanent (missing object or bucket,
+// denied access, no credentials) or transient.
+func s3Error(u *url.URL, err error) error {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch code := re.HTTPStatusCode(); {
+		case code == 404:
+			return &PermanentError{&NotFound{Source: u.String()}}
+		case code == 401 || code == 403:
+			return permanent("access to %s denied (%d); check the client's AWS credentials and the bucket policy", u.String(), code)
+		case code >= 500:
+			return fmt.Errorf("S3 answered %d", code)
+		}
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NoSuchBucket", "NotFound":
+			return &PermanentError{&NotFound{Source: u.String()}}
+		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken":
+			return permanent("access to %s denied (%s); check the client's AWS credentials and the bucket policy", u.String(), ae.ErrorCode())
+		}
+		return fmt.Errorf("S3: %s", ae.ErrorCode())
+	}
+	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role") {
+		return permanent("no AWS credentials for %s: give the Nomad client AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or an instance role", u.String())
+	}
+	return err
+}
+
+// countingWriterAt reports each write of the concurrent part downloads.
+type countingWriterAt struct {
+	f        *os.File
+	progress func(int64)
+}
+
+func (w countingWriterAt) WriteAt(p []byte, off int64) (int, error) {
+	n, err := w.f.WriteAt(p, off)
+	w.progress(int64(n))
+	return n, err
+}

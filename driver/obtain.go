@@ -1,0 +1,121 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+)
+
+// tarball is a release tarball on the node, ready to unpack.
+type tarball struct {
+	path   string
+	size   int64
+	sha256 string // empty when it could not be checked
+	note   string // how it was obtained, for the unpack event
+	done   func() // removes an uncached download
+}
+
+// obtain gets the task's release tarball: from the node's cache when it
+// holds that sha256, otherwise downloaded once for every task that waits
+// on it, verified, and kept. The sha256 comes from the task config or a
+// <tarball>.sha256 next to the tarball.
+func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*tarball, error) {
+	pcfg, _ := d.cfg()
+	fetcher, store, err := d.sources()
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+	src := fetch.Redact(tc.Release.Source)
+	fetcher.OnRetry = func(attempt int, err error, wait time.Duration) {
+		d.event(cfg, "Fetch attempt %d failed, retrying in %s: %v", attempt, wait.Round(100*time.Millisecond), err)
+	}
+
+	sum := tc.Release.SHA256
+	if sum == "" {
+		s, err := fetcher.Checksum(ctx, tc.Release.Source)
+		var nf *fetch.NotFound
+		switch {
+		case err == nil:
+			sum = s
+		case errors.As(err, &nf) && pcfg.RequireSHA256:
+			return nil, d.fail(cfg, "release.sha256 is not set and %s.sha256 does not exist; "+
+				"set release.sha256 (sha256sum of the tarball) or publish the .sha256 next to it", src)
+		case !errors.As(err, &nf):
+			return nil, d.fail(cfg, "Fetch failed for %s.sha256: %v", src, err)
+		}
+	}
+
+	progress := func(done, total int64) { d.event(cfg, "Fetching release: %s", progressText(done, total)) }
+	start := time.Now()
+	if sum == "" {
+		// Nothing to check it against, so nothing to share: a plain
+		// download for this task alone.
+		d.event(cfg, "Fetching release from %s (no sha256 to check)", src)
+		tmp := filepath.Join(pcfg.DataDir, "downloads", cfg.AllocID+"-"+cfg.Name+".tar.gz.part")
+		if err := os.MkdirAll(filepath.Dir(tmp), 0o700); err != nil {
+			return nil, d.fail(cfg, "cannot create data_dir %s: %v", pcfg.DataDir, err)
+		}
+		n, err := fetcher.Download(ctx, tc.Release.Source, tmp, progress)
+		if err != nil {
+			os.Remove(tmp)
+			return nil, d.fail(cfg, "Fetch failed: %v", err)
+		}
+		return &tarball{path: tmp, size: n, note: "sha256 not checked", done: func() { os.Remove(tmp) }}, nil
+	}
+
+	d.event(cfg, "Fetching release from %s", src)
+	path, st, err := store.Get(sum, func(tmp string) (int64, error) {
+		return fetcher.Download(ctx, tc.Release.Source, tmp, progress)
+	})
+	var ce *cache.ChecksumError
+	switch {
+	case errors.As(err, &ce):
+		return nil, d.fail(cfg, "Fetch failed: sha256 mismatch for %s: expected %s, got %s; "+
+			"check release.sha256 or republish the tarball", src, ce.Want, ce.Got)
+	case err != nil:
+		return nil, d.fail(cfg, "Fetch failed: %v", err)
+	}
+	if err := store.Hold(sum, cfg.ID); err != nil {
+		logger.Warn("cannot mark the cached release as in use", "error", err)
+	}
+	fi, _ := os.Stat(path)
+	t := &tarball{path: path, sha256: sum, done: func() {}}
+	if fi != nil {
+		t.size = fi.Size()
+	}
+	switch {
+	case st.Hit && st.Waited:
+		t.note = fmt.Sprintf("sha256 %s… verified, downloaded once for this node by another task", sum[:12])
+	case st.Hit:
+		t.note = fmt.Sprintf("sha256 %s… verified, from the node's cache", sum[:12])
+	default:
+		t.note = fmt.Sprintf("sha256 %s… verified, fetched in %s", sum[:12], time.Since(start).Round(10*time.Millisecond))
+	}
+	logger.Info("release ready", "source", src, "sha256", sum, "cache_hit", st.Hit, "fetched_bytes", st.Fetched)
+	return t, nil
+}
+
+// sources returns the fetcher and the cache, built from the plugin config.
+func (d *Driver) sources() (*fetch.Fetcher, *cache.Cache, error) {
+	cfg, _ := d.cfg()
+	store, err := cache.New(filepath.Join(cfg.DataDir, "cache"), int64(cfg.CacheMaxMB)<<20)
+	if err != nil {
+		return nil, nil, fmt.Errorf("release cache in data_dir %s: %w", cfg.DataDir, err)
+	}
+	window, _ := time.ParseDuration(cfg.FetchRetryWindow)
+	return fetch.New(fetch.Config{
+		S3Endpoint:  cfg.S3Endpoint,
+		S3Region:    cfg.S3Region,
+		S3PathStyle: cfg.S3PathStyle,
+		RetryWindow: window,
+	}), store, nil
+}
