@@ -28,15 +28,15 @@ type Stores struct {
 	S3Addr, GCSAddr string // host:port
 	S3Key, S3Secret string
 
-	dir        string
-	root       string
-	s3, gcs    *exec.Cmd
-	s3Port     int
-	gcsPort    int
-	logs       *Cluster
-	bin        string
-	s3Client   *s3.Client
-	gcsClient  *storage.Client
+	dir       string
+	root      string
+	s3, gcs   *exec.Cmd
+	s3Port    int
+	gcsPort   int
+	logs      *Cluster
+	bin       string
+	s3Client  *s3.Client
+	gcsClient *storage.Client
 }
 
 // StartStores starts both servers and creates the bucket in each.
