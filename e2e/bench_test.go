@@ -119,3 +119,94 @@ func timeToHTTP(b *testing.B, spec, id string, vars map[string]string) time.Dura
 	}
 	return time.Since(start)
 }
+
+// BenchmarkReleaseCache compares the beam driver, whose per-node cache
+// fetches a release once, with raw_exec + artifact, which fetches it for
+// every allocation: time to HTTP cold and warm, and five allocations of a
+// 50 MB release from a store throttled to 100 Mbit/s in total, with the
+// bytes the store sent. Run it with `make bench`.
+func BenchmarkReleaseCache(b *testing.B) {
+	var coldBeam, coldRaw, warmBeam, warmRaw, fiveBeam, fiveRaw time.Duration
+	var bytesBeam, bytesRaw, size int64
+	for i := 0; i < b.N; i++ {
+		small := func() map[string]string {
+			name, body := releases.Padded(b, "hello_erl-0.1.0.tar.gz", 0)
+			return map[string]string{"task": "hello_erl", "source": releases.URL + "/" + name, "sha256": sha(body)}
+		}
+		vb, vr := small(), small()
+		coldBeam += timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("cold-beam-%d", i), vb)
+		coldRaw += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("cold-raw-%d", i), vr)
+		warmBeam += timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("warm-beam-%d", i), vb)
+		warmRaw += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("warm-raw-%d", i), vr)
+
+		name, body := releases.Padded(b, "hello_erl-0.1.0.tar.gz", 50<<20)
+		size = int64(len(body))
+		vars := map[string]string{"task": "hello_erl", "sha256": sha(body), "count": "5"}
+		d, n := fiveFromThrottled(b, "beam.nomad.hcl", fmt.Sprintf("five-beam-%d", i), name, vars)
+		fiveBeam, bytesBeam = fiveBeam+d, bytesBeam+n
+		d, n = fiveFromThrottled(b, "rawexec.nomad.hcl", fmt.Sprintf("five-raw-%d", i), name, vars)
+		fiveRaw, bytesRaw = fiveRaw+d, bytesRaw+n
+	}
+	n := float64(b.N)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(coldBeam.Seconds()/coldRaw.Seconds(), "cold-beam/raw")
+	b.ReportMetric(warmBeam.Seconds()/warmRaw.Seconds(), "warm-beam/raw")
+	b.ReportMetric(float64(bytesBeam)/n/float64(size), "five-beam-bytes/tarball")
+	b.ReportMetric(float64(bytesRaw)/n/float64(size), "five-raw-bytes/tarball")
+	b.ReportMetric(fiveBeam.Seconds()/fiveRaw.Seconds(), "five-throttled-beam/raw")
+	b.ReportMetric(fiveBeam.Seconds()/n, "five-beam-s")
+	b.ReportMetric(fiveRaw.Seconds()/n, "five-raw-s")
+}
+
+// fiveFromThrottled runs five allocations of a release served at 100 Mbit/s
+// in total and returns the time until all five answer and the bytes sent.
+func fiveFromThrottled(b *testing.B, spec, id, name string, vars map[string]string) (time.Duration, int64) {
+	b.Helper()
+	srv, err := serveThrottled(releases.dir, 100e6)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	v := map[string]string{"source": srv.URL + "/" + name}
+	for k, x := range vars {
+		v[k] = x
+	}
+	putSecrets(b, id, nil)
+	start := time.Now()
+	args := []string{"job", "run", "-detach", "-var", "job=" + id}
+	for k, x := range v {
+		args = append(args, "-var", k+"="+x)
+	}
+	if _, err := cluster.Nomad(append(args, cluster.Root+"/e2e/testdata/"+spec)...); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) }()
+	err = waitEvery(50*time.Millisecond, 5*time.Minute, func() error {
+		var allocs []allocation
+		if err := cluster.NomadJSON("/v1/job/"+id+"/allocations", &allocs); err != nil {
+			return err
+		}
+		up := 0
+		for _, a := range allocs {
+			var full allocation
+			if err := cluster.NomadJSON("/v1/allocation/"+a.ID, &full); err != nil {
+				return err
+			}
+			for _, p := range full.AllocatedResources.Shared.Ports {
+				if p.Label == "http" {
+					if _, err := get(p.Value, "/health"); err == nil {
+						up++
+					}
+				}
+			}
+		}
+		if up < 5 {
+			return fmt.Errorf("%d of 5 allocations answer", up)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatalf("%s: %v", id, err)
+	}
+	return time.Since(start), srv.sent.Load()
+}

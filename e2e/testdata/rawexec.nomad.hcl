@@ -5,12 +5,18 @@ variable "job" { type = string }
 variable "task" { type = string }
 variable "source" { type = string }
 variable "sha256" { type = string }
+variable "count" {
+  type    = number
+  default = 1
+}
 
 job "app" {
   id          = var.job
   datacenters = ["*"]
 
   group "app" {
+    count = var.count
+
     network {
       port "http" {}
       port "dist" {}
