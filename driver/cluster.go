@@ -161,7 +161,10 @@ func resolvePeers(entries []*consul.ServiceEntry, epmdPort int, self string) []s
 			byPort, _ = epmd.Names(net.JoinHostPort(addr, strconv.Itoa(epmdPort)), 2*time.Second)
 			names[addr] = byPort
 		}
-		if name, ok := byPort[e.Service.Port]; ok {
+		if net.ParseIP(addr) == nil && !epmd.ValidName(addr) {
+			continue // not an address we can put in a node name
+		}
+		if name, ok := byPort[e.Service.Port]; ok && epmd.ValidName(name) {
 			if node := name + "@" + addr; node != self {
 				peers = append(peers, node)
 			}

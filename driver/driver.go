@@ -187,6 +187,12 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name)
 
+	started := false
+	defer func() {
+		if !started {
+			d.releaseCache(cfg.ID) // a failed start holds nothing
+		}
+	}()
 	p, err := d.prepare(d.ctx, cfg, &tc, logger)
 	if err != nil {
 		return nil, nil, err
@@ -240,7 +246,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		pid:          ps.Pid,
 		state: taskState{
 			ReattachConfig: pstructs.ReattachConfigFromGoPlugin(pluginClient.ReattachConfig()),
-			TaskConfig:     cfg,
 			Pid:            ps.Pid,
 			ReleaseName:    p.release.Name,
 			ReleaseVersion: p.release.Version,
@@ -260,6 +265,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, fmt.Errorf("failed to set driver state: %w", err)
 	}
 	d.tasks.Set(cfg.ID, h)
+	started = true
 	d.registerNode(p.node, p.distPort)
 	d.startCluster(h, tc.ClusterService)
 	go h.run()
@@ -267,6 +273,14 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	d.event(cfg, "Started %s %s (%s release) as pid %d%s",
 		p.release.Name, p.release.Version, p.release.Kind, ps.Pid, nodeSuffix(p.node))
 	return handle, nil, nil
+}
+
+// releaseCache drops a task's hold on the cached releases it used.
+func (d *Driver) releaseCache(taskID string) {
+	cfg, _ := d.cfg()
+	if store, err := cache.New(filepath.Join(cfg.DataDir, "cache"), 0); err == nil {
+		store.Release(taskID)
+	}
 }
 
 // startCluster starts the task's clustering loop when it names a service.
@@ -410,11 +424,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		h.stopCluster()
 	}
 	d.unregisterNode(h.state.Node)
-	if cfg, _ := d.cfg(); cfg != nil {
-		if store, err := cache.New(filepath.Join(cfg.DataDir, "cache"), 0); err == nil {
-			store.Release(taskID)
-		}
-	}
+	d.releaseCache(taskID)
 	d.tasks.Delete(taskID)
 	return nil
 }

@@ -17,7 +17,6 @@ import (
 // restarted plugin can reattach to the running node.
 type taskState struct {
 	ReattachConfig *pstructs.ReattachConfig
-	TaskConfig     *drivers.TaskConfig
 	Pid            int
 	StartedAt      time.Time
 

@@ -54,7 +54,23 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskCo
 		}
 	}
 
-	progress := func(done, total int64) { d.event(cfg, "Fetching release: %s", progressText(done, total)) }
+	// Nomad keeps a task's last 10 events: report a long download at its
+	// first tick and then every quarter, not every tick.
+	var lastQuarter int64 = -1
+	var lastUnknown time.Time
+	progress := func(done, total int64) {
+		if total > 0 {
+			if q := done * 4 / total; q > lastQuarter {
+				lastQuarter = q
+				d.event(cfg, "Fetching release: %s", progressText(done, total))
+			}
+			return
+		}
+		if time.Since(lastUnknown) >= 30*time.Second {
+			lastUnknown = time.Now()
+			d.event(cfg, "Fetching release: %s", progressText(done, total))
+		}
+	}
 	start := time.Now()
 	if sum == "" {
 		// Nothing to check it against, so nothing to share: a plain
@@ -73,7 +89,7 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskCo
 	}
 
 	d.event(cfg, "Fetching release from %s", src)
-	path, st, err := store.Get(sum, func(tmp string) (int64, error) {
+	path, st, err := store.Get(sum, cfg.ID, func(tmp string) (int64, error) {
 		return fetcher.Download(ctx, tc.Release.Source, tmp, progress)
 	})
 	var ce *cache.ChecksumError
@@ -83,9 +99,6 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskCo
 			"check release.sha256 or republish the tarball", src, ce.Want, ce.Got)
 	case err != nil:
 		return nil, d.fail(cfg, "Fetch failed: %v", err)
-	}
-	if err := store.Hold(sum, cfg.ID); err != nil {
-		logger.Warn("cannot mark the cached release as in use", "error", err)
 	}
 	fi, _ := os.Stat(path)
 	t := &tarball{path: path, sha256: sum, done: func() {}}

@@ -115,7 +115,14 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 func readCookie(cfg *drivers.TaskConfig, tc *TaskConfig) (string, error) {
 	switch {
 	case tc.CookieFile != "":
-		b, err := os.ReadFile(filepath.Join(cfg.TaskDir().Dir, tc.CookieFile))
+		// Through os.Root: the driver runs as root, and a link planted in
+		// the task directory must not let it read a file outside.
+		root, err := os.OpenRoot(cfg.TaskDir().Dir)
+		if err != nil {
+			return "", fmt.Errorf("cookie_file: %w", err)
+		}
+		defer root.Close()
+		b, err := root.ReadFile(tc.CookieFile)
 		if err != nil {
 			return "", fmt.Errorf("cookie_file %s cannot be read (%v); render it with a template, "+
 				"for example from the Nomad Variable nomad/jobs/%s", tc.CookieFile, errors.Unwrap(err), cfg.JobName)

@@ -151,3 +151,30 @@ func TestOneDownloadPerNode(t *testing.T) {
 		t.Errorf("%d allocations say they used the shared download, want 4", shared)
 	}
 }
+
+// TestFetchProgress fetches a 30 MB release from a store throttled to
+// 100 Mbit/s, a download of a few seconds, and checks that task events
+// show the bytes fetched against the total while it runs.
+func TestFetchProgress(t *testing.T) {
+	name, body := releases.Padded(t, "hello_erl-0.1.0.tar.gz", 30<<20)
+	srv, err := serveThrottled(releases.dir, 100e6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	j := runJob(t, "beam.nomad.hcl", uniqueJob(t, "progress"), map[string]string{
+		"task": "hello_erl", "source": srv.URL + "/" + name, "sha256": sha(body),
+	})
+	var shown string
+	for _, e := range j.events("node") {
+		if strings.HasPrefix(e, "Fetching release: ") && strings.Contains(e, " of ") && strings.Contains(e, "%)") {
+			shown = e
+		}
+	}
+	if shown == "" {
+		t.Fatalf("no progress event during a download of several seconds:\n%s", strings.Join(j.events("node"), "\n"))
+	}
+	if !strings.Contains(shown, "of 30.") {
+		t.Errorf("progress %q does not show the 30 MiB total", shown)
+	}
+}

@@ -71,7 +71,10 @@ func (e *ChecksumError) Is(target error) bool { return target == ErrChecksum }
 // Get returns the path of the verified tarball with the given sha256,
 // calling fetch when the cache does not hold it. Concurrent calls for the
 // same sha256, in this process or another, wait for one download.
-func (c *Cache) Get(sum string, fetch Fetch) (string, Stats, error) {
+//
+// When holder is not empty, the entry is held for it (see Hold) before the
+// entry's lock is released, so eviction cannot take it in between.
+func (c *Cache) Get(sum, holder string, fetch Fetch) (string, Stats, error) {
 	sum = strings.ToLower(sum)
 	if !hexPattern.MatchString(sum) {
 		return "", Stats{}, fmt.Errorf("cache: %q is not a sha256", sum)
@@ -90,7 +93,7 @@ func (c *Cache) Get(sum string, fetch Fetch) (string, Stats, error) {
 			now := time.Now()
 			_ = os.Chtimes(path, now, now) // most recently used
 			st.Hit = true
-			return path, st, nil
+			return path, st, c.hold(sum, holder)
 		}
 		// Corrupt or unreadable: fetch it again.
 		_ = os.Remove(path)
@@ -117,8 +120,18 @@ func (c *Cache) Get(sum string, fetch Fetch) (string, Stats, error) {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", st, fmt.Errorf("cache: %w", err)
 	}
+	if err := c.hold(sum, holder); err != nil {
+		return "", st, err
+	}
 	c.evict()
 	return path, st, nil
+}
+
+func (c *Cache) hold(sum, holder string) error {
+	if holder == "" {
+		return nil
+	}
+	return c.Hold(sum, holder)
 }
 
 // Hold marks the release as used by a task, so that eviction keeps it.
@@ -184,6 +197,10 @@ func (c *Cache) evict() {
 		// Take the entry's own lock, so that nobody is reading it.
 		u, _, err := tryLock(filepath.Join(c.dir, e.sum+".lock"))
 		if err != nil {
+			continue
+		}
+		if c.held(e.sum) { // held while we took the lock
+			u()
 			continue
 		}
 		if os.Remove(c.path(e.sum)) == nil {

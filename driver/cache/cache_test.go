@@ -39,7 +39,7 @@ func TestConcurrentGetsDownloadOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, st, err := c.Get(sumOf(content), fetcher(content, &calls))
+			p, st, err := c.Get(sumOf(content), "", fetcher(content, &calls))
 			if err != nil {
 				t.Error(err)
 				return
@@ -66,14 +66,14 @@ func TestCorruptEntryIsFetchedAgain(t *testing.T) {
 	c, _ := New(dir, 0)
 	content := []byte("good")
 	var calls atomic.Int32
-	p, _, err := c.Get(sumOf(content), fetcher(content, &calls))
+	p, _, err := c.Get(sumOf(content), "", fetcher(content, &calls))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p, []byte("bitrot"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, st, err := c.Get(sumOf(content), fetcher(content, &calls))
+	_, st, err := c.Get(sumOf(content), "", fetcher(content, &calls))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestMismatchLeavesNothing(t *testing.T) {
 	c, _ := New(dir, 0)
 	var calls atomic.Int32
 	want := sumOf([]byte("expected"))
-	_, _, err := c.Get(want, fetcher([]byte("something else"), &calls))
+	_, _, err := c.Get(want, "", fetcher([]byte("something else"), &calls))
 	if !errors.Is(err, ErrChecksum) {
 		t.Fatalf("err = %v, want a checksum error", err)
 	}
@@ -111,7 +111,7 @@ func TestEvictionIsLRUAndSkipsHeld(t *testing.T) {
 	a, b, d := mk('a'), mk('b'), mk('d')
 	get := func(x []byte) {
 		t.Helper()
-		if _, _, err := c.Get(sumOf(x), fetcher(x, &calls)); err != nil {
+		if _, _, err := c.Get(sumOf(x), "", fetcher(x, &calls)); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond) // distinct mtimes

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -291,8 +292,8 @@ func parseAlive2(b []byte) (Entry, error) {
 		return Entry{}, errors.New("short extra")
 	}
 	e.Extra = append([]byte(nil), b[:elen]...)
-	if e.Name == "" {
-		return Entry{}, errors.New("empty name")
+	if !ValidName(e.Name) {
+		return Entry{}, fmt.Errorf("invalid node name %q", e.Name)
 	}
 	return e, nil
 }
@@ -325,9 +326,17 @@ func Names(addr string, timeout time.Duration) (map[int]string, error) {
 	for _, line := range strings.Split(string(b[4:]), "\n") {
 		var name string
 		var port int
-		if _, err := fmt.Sscanf(line, "name %s at port %d", &name, &port); err == nil {
+		// The reply comes from another host: keep only names that are
+		// plain node names, since they end up in Erlang expressions.
+		if _, err := fmt.Sscanf(line, "name %s at port %d", &name, &port); err == nil && ValidName(name) {
 			out[port] = name
 		}
 	}
 	return out, nil
 }
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
+
+// ValidName reports whether name is a plain node name (the part before
+// @): letters, digits, '_', '.', '-'.
+func ValidName(name string) bool { return namePattern.MatchString(name) }

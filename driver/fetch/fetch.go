@@ -201,6 +201,10 @@ func (f *Fetcher) parse(source string) (*url.URL, source, error) {
 	}
 	u, err := url.Parse(source)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the url.Error quotes the whole source
+		}
 		return nil, nil, permanent("release.source %q is not a valid URL: %v", Redact(source), err)
 	}
 	src, ok := f.schemes[u.Scheme]
@@ -238,7 +242,14 @@ func (f *Fetcher) report(c *progressCounter, total int64, progress Progress) (st
 // or signed-URL tokens, from a source before it goes into an error or event.
 func Redact(source string) string {
 	u, err := url.Parse(source)
-	if err != nil || u.Scheme == "" {
+	if err != nil {
+		// Unparseable: keep the scheme, drop what may hold a password.
+		if i := strings.Index(source, "://"); i >= 0 {
+			return source[:i+3] + "<unparseable>"
+		}
+		return "<unparseable source>"
+	}
+	if u.Scheme == "" {
 		return source
 	}
 	if u.User != nil {

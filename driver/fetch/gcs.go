@@ -78,6 +78,8 @@ func gcsError(u *url.URL, err error) error {
 			return &PermanentError{&NotFound{Source: u.String()}}
 		case ge.Code == 401 || ge.Code == 403:
 			return permanent("access to %s denied (%d); check the client's Google credentials and the bucket's IAM", u.String(), ge.Code)
+		case ge.Code >= 400 && ge.Code < 500 && ge.Code != 408 && ge.Code != 429:
+			return permanent("GCS answered %d for %s: %s", ge.Code, u.String(), ge.Message)
 		}
 	}
 	return err

@@ -108,8 +108,10 @@ func s3Error(u *url.URL, err error) error {
 			return &PermanentError{&NotFound{Source: u.String()}}
 		case code == 401 || code == 403:
 			return permanent("access to %s denied (%d); check the client's AWS credentials and the bucket policy", u.String(), code)
-		case code >= 500:
+		case code >= 500 || code == 408 || code == 429:
 			return fmt.Errorf("S3 answered %d", code)
+		case code >= 300:
+			return permanent("S3 answered %d for %s: %v", code, u.String(), err)
 		}
 	}
 	var ae smithy.APIError

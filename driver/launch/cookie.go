@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // The cookie never goes on a command line, where any local user can read
@@ -35,14 +36,21 @@ func writeHome(dir, cookie string, uid, gid int) (string, error) {
 	}
 	p := filepath.Join(home, ".erlang.cookie")
 	_ = os.Remove(p) // 0400: replace rather than rewrite
-	if err := os.WriteFile(p, []byte(cookie), 0o400); err != nil {
+	// O_EXCL|O_NOFOLLOW: never write through a link the task user made.
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o400)
+	if err != nil {
+		return "", fmt.Errorf("launch: write cookie: %w", err)
+	}
+	_, werr := f.WriteString(cookie)
+	if uid >= 0 && werr == nil {
+		werr = f.Chown(uid, gid)
+	}
+	if err := errors.Join(werr, f.Close()); err != nil {
 		return "", fmt.Errorf("launch: write cookie: %w", err)
 	}
 	if uid >= 0 {
-		for _, f := range []string{home, p} {
-			if err := os.Chown(f, uid, gid); err != nil {
-				return "", fmt.Errorf("launch: %w", err)
-			}
+		if err := os.Lchown(home, uid, gid); err != nil {
+			return "", fmt.Errorf("launch: %w", err)
 		}
 	}
 	return home, nil
@@ -105,11 +113,19 @@ func scrubScript(path string, args []string) error {
 	}
 	// Replace the file rather than write through it: it may be a hard link
 	// into a shared copy of the release.
-	tmp := path + ".beam-driver"
-	if err := os.WriteFile(tmp, out, fi.Mode().Perm()); err != nil {
+	// A fresh, exclusively created file: never one an archive planted.
+	f, err := os.CreateTemp(filepath.Dir(path), ".beam-driver-*")
+	if err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	_, werr := f.Write(out)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), fi.Mode().Perm())); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("launch: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
 		return fmt.Errorf("launch: %w", err)
 	}
 	return nil

@@ -121,6 +121,13 @@ func Build(s Spec) (*Command, error) {
 		}
 		c.Env["HOME"] = home
 	}
+	if s.User != "" {
+		// The node runs as the task's user: it must read what the driver
+		// wrote for it (vm.args, ssl_dist.conf) and write its tmp dir.
+		if err := chownTree(s.Dir, s.User); err != nil {
+			return nil, err
+		}
+	}
 	if !s.Release.BundlesERTS && s.HostBin != "" {
 		c.Env["PATH"] = s.HostBin + string(os.PathListSeparator) + os.Getenv("PATH")
 	}
@@ -267,4 +274,25 @@ func lookupUser(name string) (int, int, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return uid, gid, nil
+}
+
+// chownTree gives dir and everything in it to a user, without following
+// links.
+func chownTree(dir, name string) error {
+	uid, gid, err := lookupUser(name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		return fmt.Errorf("launch: %w", err)
+	}
+	return filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("launch: %w", err)
+		}
+		return nil
+	})
 }

@@ -248,26 +248,27 @@ func linkInside(name, target string) error {
 }
 
 // checkLinks resolves every symlink once the whole archive is written, which
-// catches chains of links that are each harmless alone but escape together.
+// catches chains of links that are each harmless alone but escape together,
+// dangling ones included: os.Root refuses any resolution that climbs above
+// the root, whether or not the final target exists.
 func checkLinks(dst string, links []string) error {
-	base, err := filepath.EvalSymlinks(dst)
+	root, err := os.OpenRoot(dst)
 	if err != nil {
 		return fmt.Errorf("unpack: %w", err)
 	}
+	defer root.Close()
 	for _, name := range links {
-		p, err := filepath.EvalSymlinks(filepath.Join(dst, filepath.FromSlash(name)))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // dangling but inside: harmless
+		_, err := root.Stat(name)
+		if err == nil || (errors.Is(err, fs.ErrNotExist) && !escapes(err)) {
+			continue
 		}
-		if err != nil {
-			return &Error{Entry: name, Reason: "symlink cannot be resolved: " + err.Error()}
-		}
-		if rel, err := filepath.Rel(base, p); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return &Error{Entry: name, Reason: "symlink chain resolves outside the target directory"}
-		}
+		return &Error{Entry: name, Reason: "symlink chain resolves outside the target directory"}
 	}
 	return nil
 }
+
+// escapes reports whether an os.Root error is about leaving the root.
+func escapes(err error) bool { return strings.Contains(err.Error(), "escapes") }
 
 func archiveError(err error) error {
 	switch {
