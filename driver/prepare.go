@@ -50,7 +50,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		return nil, d.fail(cfg, "cannot create %s: %v", dir, err)
 	}
 	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
-	if err := unpack.File(tb.path, dir, unpack.Limits{}); err != nil {
+	if err := d.unpackRelease(tb, dir, logger); err != nil {
 		// Leave nothing of a rejected archive behind, links included.
 		_ = os.RemoveAll(dir)
 		return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
@@ -229,4 +229,34 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// unpackRelease puts the release into dir: from the node's unpacked copy
+// of a cached tarball when there is one (hard links, built once per node),
+// else by unpacking the tarball.
+func (d *Driver) unpackRelease(tb *tarball, dir string, logger hclog.Logger) error {
+	if tb.sha256 == "" {
+		return unpack.File(tb.path, dir, unpack.Limits{})
+	}
+	_, store, err := d.sources()
+	if err != nil {
+		return err
+	}
+	tree, err := store.Tree(tb.sha256, func(tmp string) error {
+		return unpack.File(tb.path, tmp, unpack.Limits{})
+	})
+	if err != nil {
+		return err
+	}
+	if err := materialize(tree, dir); err != nil {
+		logger.Debug("cannot link the cached release, unpacking it", "error", err)
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return unpack.File(tb.path, dir, unpack.Limits{})
+	}
+	return nil
 }

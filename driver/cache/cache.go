@@ -95,8 +95,9 @@ func (c *Cache) Get(sum, holder string, fetch Fetch) (string, Stats, error) {
 			st.Hit = true
 			return path, st, c.hold(sum, holder)
 		}
-		// Corrupt or unreadable: fetch it again.
+		// Corrupt or unreadable: fetch it again, and rebuild its tree.
 		_ = os.Remove(path)
+		_ = os.RemoveAll(filepath.Join(c.dir, sum+".d"))
 	}
 
 	tmp, err := os.CreateTemp(c.dir, sum+".*.part")
@@ -132,6 +133,39 @@ func (c *Cache) hold(sum, holder string) error {
 		return nil
 	}
 	return c.Hold(sum, holder)
+}
+
+// Tree returns a directory derived from the verified tarball sum (its
+// unpacked contents), building it once with build under the entry's lock.
+// The tarball must be in the cache (Get first). Trees are kept and evicted
+// with their tarball.
+func (c *Cache) Tree(sum string, build func(dir string) error) (string, error) {
+	sum = strings.ToLower(sum)
+	if !hexPattern.MatchString(sum) {
+		return "", fmt.Errorf("cache: %q is not a sha256", sum)
+	}
+	unlock, _, err := lock(filepath.Join(c.dir, sum+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	dir := filepath.Join(c.dir, sum+".d")
+	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(c.dir, sum+".d.*.part")
+	if err != nil {
+		return "", fmt.Errorf("cache: %w", err)
+	}
+	if err := build(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("cache: %w", err)
+	}
+	return dir, nil
 }
 
 // Hold marks the release as used by a task, so that eviction keeps it.
@@ -206,6 +240,7 @@ func (c *Cache) evict() {
 		if os.Remove(c.path(e.sum)) == nil {
 			total -= e.size
 		}
+		_ = os.RemoveAll(filepath.Join(c.dir, e.sum+".d"))
 		u()
 	}
 }
