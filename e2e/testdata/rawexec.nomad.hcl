@@ -42,6 +42,14 @@ job "app" {
         ERL_DIST_PORT = "${NOMAD_PORT_dist}"
       }
 
+      # The cookie from the same Nomad Variable as the beam jobs, the way an
+      # operator would give it to relx without the driver.
+      template {
+        data        = "RELX_COOKIE={{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ .cookie }}{{ end }}"
+        destination = "secrets/cookie.env"
+        env         = true
+      }
+
       config {
         command = "local/rel/bin/${var.task}"
         args    = ["foreground"]
