@@ -31,6 +31,9 @@ type Config struct {
 	Backoff time.Duration
 	// Every is how often Progress is called while a download runs.
 	Every time.Duration
+	// Stall ends an attempt that receives no data for this long, as a
+	// transient failure. Zero means one minute.
+	Stall time.Duration
 }
 
 // Fetcher downloads release tarballs.
@@ -57,6 +60,9 @@ func New(cfg Config) *Fetcher {
 	}
 	if cfg.Every <= 0 {
 		cfg.Every = 2 * time.Second
+	}
+	if cfg.Stall <= 0 {
+		cfg.Stall = time.Minute
 	}
 	h := newHTTPSource()
 	return &Fetcher{
@@ -147,8 +153,14 @@ func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, 
 	}
 	var done progressCounter
 	stop := f.report(&done, total, progress)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go f.watch(ctx, &done, cancel)
 	n, err := src.download(ctx, u, out, done.add)
 	stop()
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return 0, fmt.Errorf("no data for %s", f.cfg.Stall)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -156,6 +168,29 @@ func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, 
 		return 0, fmt.Errorf("got %d of %d bytes; the download was cut short", n, total)
 	}
 	return n, out.Sync()
+}
+
+var errStalled = errors.New("download stalled")
+
+// watch cancels an attempt whose byte count has not moved for f.cfg.Stall,
+// so that a stalled connection cannot hold a task's start forever.
+func (f *Fetcher) watch(ctx context.Context, done *progressCounter, cancel context.CancelCauseFunc) {
+	tick := time.NewTicker(min(f.cfg.Stall/4, 5*time.Second))
+	defer tick.Stop()
+	last, since := done.load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if n := done.load(); n != last {
+				last, since = n, time.Now()
+			} else if time.Since(since) >= f.cfg.Stall {
+				cancel(errStalled)
+				return
+			}
+		}
+	}
 }
 
 // Checksum reads the sha256 published next to a tarball, in
