@@ -47,8 +47,9 @@ type Fetcher struct {
 
 // source is one kind of store.
 type source interface {
-	// download writes the object at u into out and returns its size.
-	download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error)
+	// download writes the object at u into out and returns its size,
+	// counting bytes (and the total, if it learns it) in p.
+	download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error)
 	// size returns the object's size, or -1 when unknown, before download.
 	size(ctx context.Context, u *url.URL) (int64, error)
 }
@@ -151,12 +152,12 @@ func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, 
 	if err != nil {
 		return 0, err
 	}
-	var done progressCounter
-	stop := f.report(&done, total, progress)
+	done := newProgressCounter(total)
+	stop := f.report(done, progress)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go f.watch(ctx, &done, cancel)
-	n, err := src.download(ctx, u, out, done.add)
+	go f.watch(ctx, done, cancel)
+	n, err := src.download(ctx, u, out, done)
 	stop()
 	if errors.Is(context.Cause(ctx), errStalled) {
 		return 0, fmt.Errorf("no data for %s", f.cfg.Stall)
@@ -251,7 +252,7 @@ func (f *Fetcher) parse(source string) (*url.URL, source, error) {
 
 // report calls progress every f.cfg.Every until the returned stop is
 // called.
-func (f *Fetcher) report(c *progressCounter, total int64, progress Progress) (stop func()) {
+func (f *Fetcher) report(c *progressCounter, progress Progress) (stop func()) {
 	if progress == nil {
 		return func() {}
 	}
@@ -266,7 +267,7 @@ func (f *Fetcher) report(c *progressCounter, total int64, progress Progress) (st
 			case <-done:
 				return
 			case <-t.C:
-				progress(c.load(), total)
+				progress(c.load(), c.total.Load())
 			}
 		}
 	}()
@@ -296,8 +297,8 @@ func Redact(source string) string {
 	return u.String()
 }
 
-// copyCounting copies r into w, reporting each write to progress.
-func copyCounting(ctx context.Context, w io.Writer, r io.Reader, progress func(int64)) (int64, error) {
+// copyCounting copies r into w, counting each write in p.
+func copyCounting(ctx context.Context, w io.Writer, r io.Reader, p *progressCounter) (int64, error) {
 	buf := make([]byte, 256<<10)
 	var n int64
 	for {
@@ -310,7 +311,7 @@ func copyCounting(ctx context.Context, w io.Writer, r io.Reader, progress func(i
 				return n, &PermanentError{err}
 			}
 			n += int64(m)
-			progress(int64(m))
+			p.add(int64(m))
 		}
 		if rerr == io.EOF {
 			return n, nil

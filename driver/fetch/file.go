@@ -40,11 +40,11 @@ func (s fileSource) size(_ context.Context, u *url.URL) (int64, error) {
 	return n, nil
 }
 
-func (s fileSource) download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error) {
+func (s fileSource) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
 	f, _, err := s.open(u)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	return copyCounting(ctx, out, f, progress)
+	return copyCounting(ctx, out, f, p)
 }

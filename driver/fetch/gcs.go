@@ -54,7 +54,7 @@ func (s *gcsSource) size(ctx context.Context, u *url.URL) (int64, error) {
 	return attrs.Size, nil
 }
 
-func (s *gcsSource) download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error) {
+func (s *gcsSource) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
 	o, err := s.object(u)
 	if err != nil {
 		return 0, err
@@ -64,7 +64,7 @@ func (s *gcsSource) download(ctx context.Context, u *url.URL, out *os.File, prog
 		return 0, gcsError(u, err)
 	}
 	defer r.Close()
-	return copyCounting(ctx, out, r, progress)
+	return copyCounting(ctx, out, r, p)
 }
 
 func gcsError(u *url.URL, err error) error {

@@ -26,7 +26,7 @@ func newHTTPSource() *httpSource {
 // size is learned from the response itself.
 func (*httpSource) size(context.Context, *url.URL) (int64, error) { return -1, nil }
 
-func (s *httpSource) download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error) {
+func (s *httpSource) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return 0, &PermanentError{err}
@@ -46,7 +46,8 @@ func (s *httpSource) download(ctx context.Context, u *url.URL, out *os.File, pro
 	case resp.StatusCode != http.StatusOK:
 		return 0, permanent("server answered %s", resp.Status)
 	}
-	n, err := copyCounting(ctx, out, resp.Body, progress)
+	p.setTotal(resp.ContentLength)
+	n, err := copyCounting(ctx, out, resp.Body, p)
 	if err != nil {
 		return n, err
 	}

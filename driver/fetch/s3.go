@@ -77,7 +77,7 @@ func (s *s3Source) size(ctx context.Context, u *url.URL) (int64, error) {
 	return aws.ToInt64(out.ContentLength), nil
 }
 
-func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, progress func(int64)) (int64, error) {
+func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
 	c, err := s.s3(ctx)
 	if err != nil {
 		return 0, err
@@ -90,7 +90,7 @@ func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, progr
 	res, err := tm.DownloadObject(ctx, &transfermanager.DownloadObjectInput{
 		Bucket:   &bucket,
 		Key:      &key,
-		WriterAt: countingWriterAt{out, progress},
+		WriterAt: countingWriterAt{out, p},
 	})
 	if err != nil {
 		return 0, s3Error(u, err)
@@ -132,12 +132,12 @@ func s3Error(u *url.URL, err error) error {
 
 // countingWriterAt reports each write of the concurrent part downloads.
 type countingWriterAt struct {
-	f        *os.File
-	progress func(int64)
+	f *os.File
+	p *progressCounter
 }
 
-func (w countingWriterAt) WriteAt(p []byte, off int64) (int, error) {
-	n, err := w.f.WriteAt(p, off)
-	w.progress(int64(n))
+func (w countingWriterAt) WriteAt(b []byte, off int64) (int, error) {
+	n, err := w.f.WriteAt(b, off)
+	w.p.add(int64(n))
 	return n, err
 }
