@@ -407,6 +407,9 @@ func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) e
 func (d *Driver) DestroyTask(taskID string, force bool) error {
 	h, ok := d.tasks.Get(taskID)
 	if !ok {
+		// Still drop any cache hold: the task may have failed to start
+		// or to be recovered.
+		d.releaseCache(taskID)
 		return drivers.ErrTaskNotFound
 	}
 	if h.IsRunning() && !force {

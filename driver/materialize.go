@@ -6,21 +6,24 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
 )
 
 // materialize builds a task's copy of an unpacked release from the node's
-// cached tree: hard links for the bulk of it (erts, lib/, ebin/), which the
-// VM only reads, and real copies for the small files a node or the driver
-// may rewrite in place (bin/, releases/, files at the top). It is much
-// faster than unpacking again. It fails (and the caller unpacks instead)
-// when the two directories are on different filesystems.
+// cached tree. It copies every file (the kernel's copy_file_range makes
+// that several times faster than unpacking the tarball again) rather than
+// hard-linking: a task that runs as root could otherwise rewrite a shared
+// file in place and change the cache and every other task's release.
 func materialize(tree, dst string) error {
 	return filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(tree, p)
+		if rel == cache.CompleteMarker {
+			return nil
+		}
 		out := filepath.Join(dst, rel)
 		info, err := d.Info()
 		if err != nil {
@@ -28,37 +31,21 @@ func materialize(tree, dst string) error {
 		}
 		switch {
 		case d.IsDir():
-			return os.MkdirAll(out, info.Mode().Perm()|0o700)
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return err
+			}
+			// Explicitly, so the plugin's umask does not narrow it.
+			return os.Chmod(out, info.Mode().Perm()|0o700)
 		case d.Type()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
 			return os.Symlink(target, out)
-		case shared(rel):
-			return os.Link(p, out)
 		default:
 			return copyFile(p, out, info.Mode().Perm())
 		}
 	})
-}
-
-// shared reports whether a file of a release is never written in place, so
-// tasks can share it: erts and lib/ (OTP applications), and the ebin/ of a
-// shipment's packages. bin/ and releases/ are the node's and the driver's
-// to rewrite (scripts, RELEASES, start_erl.data on hot upgrades).
-func shared(rel string) bool {
-	parts := strings.Split(filepath.ToSlash(rel), "/")
-	dirs := parts[:len(parts)-1]
-	for _, p := range dirs {
-		switch {
-		case p == "releases" || p == "bin":
-			return false
-		case p == "lib" || strings.HasPrefix(p, "erts-"):
-			return true
-		}
-	}
-	return len(dirs) > 0 && dirs[len(dirs)-1] == "ebin"
 }
 
 func copyFile(src, dst string, mode fs.FileMode) error {
@@ -75,5 +62,8 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		out.Close()
 		return fmt.Errorf("copy %s: %w", filepath.Base(src), err)
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(dst, mode) // the umask applies at creation
 }

@@ -43,6 +43,11 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskCo
 	if sum == "" {
 		s, err := fetcher.Checksum(ctx, tc.Release.Source)
 		var nf *fetch.NotFound
+		if errors.Is(err, fetch.ErrDenied) {
+			// Stores answer 403 for a missing object when the client may
+			// not list the bucket: as good as absent here.
+			err = &fetch.NotFound{Source: fetch.Redact(tc.Release.Source) + ".sha256"}
+		}
 		switch {
 		case err == nil:
 			sum = s

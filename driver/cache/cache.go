@@ -97,7 +97,7 @@ func (c *Cache) Get(sum, holder string, fetch Fetch) (string, Stats, error) {
 		}
 		// Corrupt or unreadable: fetch it again, and rebuild its tree.
 		_ = os.Remove(path)
-		_ = os.RemoveAll(filepath.Join(c.dir, sum+".d"))
+		c.trash(filepath.Join(c.dir, sum+".d"))
 	}
 
 	tmp, err := os.CreateTemp(c.dir, sum+".*.part")
@@ -150,9 +150,10 @@ func (c *Cache) Tree(sum string, build func(dir string) error) (string, error) {
 	}
 	defer unlock()
 	dir := filepath.Join(c.dir, sum+".d")
-	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+	if _, err := os.Stat(filepath.Join(dir, CompleteMarker)); err == nil {
 		return dir, nil
 	}
+	c.trash(dir) // incomplete: a crash while building or removing it
 	tmp, err := os.MkdirTemp(c.dir, sum+".d.*.part")
 	if err != nil {
 		return "", fmt.Errorf("cache: %w", err)
@@ -161,11 +162,30 @@ func (c *Cache) Tree(sum string, build func(dir string) error) (string, error) {
 		os.RemoveAll(tmp)
 		return "", err
 	}
+	if err := os.WriteFile(filepath.Join(tmp, CompleteMarker), nil, 0o600); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("cache: %w", err)
+	}
 	if err := os.Rename(tmp, dir); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("cache: %w", err)
 	}
 	return dir, nil
+}
+
+// CompleteMarker is the file Tree writes last into a tree it built.
+const CompleteMarker = ".beam-driver-complete"
+
+// trash removes a directory by first renaming it out of the way, so that a
+// crash halfway leaves nothing that looks like a cached tree.
+func (c *Cache) trash(dir string) {
+	if _, err := os.Lstat(dir); err != nil {
+		return
+	}
+	t := fmt.Sprintf("%s.trash.%d", dir, time.Now().UnixNano())
+	if os.Rename(dir, t) == nil {
+		_ = os.RemoveAll(t)
+	}
 }
 
 // Hold marks the release as used by a task, so that eviction keeps it.
@@ -177,12 +197,12 @@ func (c *Cache) Hold(sum, taskID string) error {
 	return os.WriteFile(filepath.Join(d, safeName(taskID)), nil, 0o600)
 }
 
-// Release drops a task's hold on every release it held.
+// Release drops a task's hold on every release it held. It leaves the
+// per-release directories, which a concurrent Hold may be writing into.
 func (c *Cache) Release(taskID string) {
-	m, _ := filepath.Glob(filepath.Join(c.dir, "refs", "*", safeName(taskID)))
-	for _, p := range m {
-		_ = os.Remove(p)
-		_ = os.Remove(filepath.Dir(p)) // only if empty
+	sums, _ := os.ReadDir(filepath.Join(c.dir, "refs"))
+	for _, s := range sums {
+		_ = os.Remove(filepath.Join(c.dir, "refs", s.Name(), safeName(taskID)))
 	}
 }
 
@@ -240,7 +260,7 @@ func (c *Cache) evict() {
 		if os.Remove(c.path(e.sum)) == nil {
 			total -= e.size
 		}
-		_ = os.RemoveAll(filepath.Join(c.dir, e.sum+".d"))
+		c.trash(filepath.Join(c.dir, e.sum+".d"))
 		u()
 	}
 }

@@ -132,3 +132,28 @@ func TestEvictionIsLRUAndSkipsHeld(t *testing.T) {
 		t.Fatalf("after release a=%v b=%v d=%v; want a evicted", exists(a), exists(b), exists(d))
 	}
 }
+
+func TestTreeRebuildsAnIncompleteTree(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := New(dir, 0)
+	sum := sumOf([]byte("x"))
+	// A tree left half-built (or half-removed) by a crash.
+	if err := os.MkdirAll(filepath.Join(dir, sum+".d", "lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	builds := 0
+	build := func(d string) error {
+		builds++
+		return os.WriteFile(filepath.Join(d, "complete-file"), []byte("ok"), 0o644)
+	}
+	tree, err := c.Tree(sum, build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(tree, "complete-file")); err != nil || builds != 1 {
+		t.Fatalf("incomplete tree reused (builds=%d, err=%v)", builds, err)
+	}
+	if _, err := c.Tree(sum, build); err != nil || builds != 1 {
+		t.Fatalf("complete tree rebuilt (builds=%d, err=%v)", builds, err)
+	}
+}

@@ -92,6 +92,18 @@ func permanent(format string, args ...any) error {
 	return &PermanentError{fmt.Errorf(format, args...)}
 }
 
+// ErrDenied matches failures where the store refused access.
+var ErrDenied = errors.New("access denied")
+
+type deniedError struct{ msg string }
+
+func (e *deniedError) Error() string        { return e.msg }
+func (e *deniedError) Is(target error) bool { return target == ErrDenied }
+
+func denied(format string, args ...any) error {
+	return &PermanentError{&deniedError{fmt.Sprintf(format, args...)}}
+}
+
 // IsPermanent reports whether err is not worth retrying.
 func IsPermanent(err error) bool {
 	var p *PermanentError
@@ -148,15 +160,21 @@ func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, 
 		return 0, &PermanentError{err}
 	}
 	defer out.Close()
-	total, err := src.size(ctx, u)
-	if err != nil {
-		return 0, err
-	}
-	done := newProgressCounter(total)
-	stop := f.report(done, progress)
+	// The watchdog covers the size lookup too: a store that accepts the
+	// connection and never answers must not hold the task forever.
+	done := newProgressCounter(-1)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go f.watch(ctx, done, cancel)
+	total, err := src.size(ctx, u)
+	if errors.Is(context.Cause(ctx), errStalled) {
+		return 0, fmt.Errorf("no answer for %s", f.cfg.Stall)
+	}
+	if err != nil {
+		return 0, err
+	}
+	done.setTotal(total)
+	stop := f.report(done, progress)
 	n, err := src.download(ctx, u, out, done)
 	stop()
 	if errors.Is(context.Cause(ctx), errStalled) {
@@ -218,7 +236,8 @@ func (f *Fetcher) Checksum(ctx context.Context, source string) (string, error) {
 	return strings.ToLower(fields[0]), nil
 }
 
-// sidecar returns the source of the .sha256 file next to source.
+// sidecar returns the source of the .sha256 file next to source, without
+// the query string: a presigned URL's signature covers only the tarball.
 func sidecar(source string) string {
 	u, err := url.Parse(source)
 	if err != nil || u.Scheme == "" {
@@ -228,6 +247,7 @@ func sidecar(source string) string {
 	if u.Opaque != "" {
 		u.Opaque += ".sha256"
 	}
+	u.RawQuery = ""
 	return u.String()
 }
 
@@ -237,11 +257,8 @@ func (f *Fetcher) parse(source string) (*url.URL, source, error) {
 	}
 	u, err := url.Parse(source)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the url.Error quotes the whole source
-		}
-		return nil, nil, permanent("release.source %q is not a valid URL: %v", Redact(source), err)
+		// The parse error itself may quote part of a password.
+		return nil, nil, permanent("release.source %q is not a valid URL; percent-encode special characters in it", Redact(source))
 	}
 	src, ok := f.schemes[u.Scheme]
 	if !ok {
@@ -285,7 +302,10 @@ func Redact(source string) string {
 		}
 		return "<unparseable source>"
 	}
-	if u.Scheme == "" {
+	if u.Scheme == "" || u.Opaque != "" {
+		if strings.ContainsAny(source, "@?") {
+			return "<source with credentials>"
+		}
 		return source
 	}
 	if u.User != nil {

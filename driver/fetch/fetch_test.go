@@ -84,10 +84,22 @@ func TestRedact(t *testing.T) {
 		"https://example.com/app.tar.gz?X-Sig=hunter2": "https://example.com/app.tar.gz?REDACTED",
 		"s3://bucket/dist/app.tar.gz":                  "s3://bucket/dist/app.tar.gz",
 		"https://u:hun%zzter2@example.com/x":           "https://<unparseable>",
+		"user:hunter2@example.com/app.tar.gz":          "<source with credentials>",
 	}
 	for in, want := range cases {
 		if got := Redact(in); got != want || strings.Contains(got, "hunter2") {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestDeniedIsPermanentAndMarked(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	_, err := New(Config{RetryWindow: 5 * time.Second}).Download(context.Background(), srv.URL+"/x.tar.gz?sig=hunter2", filepath.Join(t.TempDir(), "out"), nil)
+	if !errors.Is(err, ErrDenied) || !IsPermanent(err) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("err = %v, want a permanent, redacted ErrDenied", err)
 	}
 }

@@ -14,7 +14,7 @@ type fileSource struct{}
 func (fileSource) open(u *url.URL) (*os.File, int64, error) {
 	f, err := os.Open(u.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, &PermanentError{&NotFound{Source: u.String()}}
+		return nil, 0, &PermanentError{&NotFound{Source: Redact(u.String())}}
 	}
 	if err != nil {
 		return nil, 0, &PermanentError{err}

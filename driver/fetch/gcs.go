@@ -37,7 +37,7 @@ func (s *gcsSource) object(u *url.URL) (*storage.ObjectHandle, error) {
 	}
 	name := strings.TrimPrefix(u.Path, "/")
 	if u.Host == "" || name == "" {
-		return nil, permanent("release.source %q must look like gs://bucket/path/to/app.tar.gz", u.String())
+		return nil, permanent("release.source %q must look like gs://bucket/path/to/app.tar.gz", Redact(u.String()))
 	}
 	return c.Bucket(u.Host).Object(name), nil
 }
@@ -69,17 +69,17 @@ func (s *gcsSource) download(ctx context.Context, u *url.URL, out *os.File, p *p
 
 func gcsError(u *url.URL, err error) error {
 	if errors.Is(err, storage.ErrObjectNotExist) || errors.Is(err, storage.ErrBucketNotExist) {
-		return &PermanentError{&NotFound{Source: u.String()}}
+		return &PermanentError{&NotFound{Source: Redact(u.String())}}
 	}
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
 		switch {
 		case ge.Code == 404:
-			return &PermanentError{&NotFound{Source: u.String()}}
+			return &PermanentError{&NotFound{Source: Redact(u.String())}}
 		case ge.Code == 401 || ge.Code == 403:
-			return permanent("access to %s denied (%d); check the client's Google credentials and the bucket's IAM", u.String(), ge.Code)
+			return denied("access to %s denied (%d); check the client's Google credentials and the bucket's IAM", Redact(u.String()), ge.Code)
 		case ge.Code >= 400 && ge.Code < 500 && ge.Code != 408 && ge.Code != 429:
-			return permanent("GCS answered %d for %s: %s", ge.Code, u.String(), ge.Message)
+			return permanent("GCS answered %d for %s: %s", ge.Code, Redact(u.String()), ge.Message)
 		}
 	}
 	return err

@@ -40,7 +40,7 @@ func (s *httpSource) download(ctx context.Context, u *url.URL, out *os.File, p *
 	case resp.StatusCode == http.StatusNotFound:
 		return 0, &PermanentError{&NotFound{Source: Redact(u.String())}}
 	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
-		return 0, permanent("access denied (%s); check the URL's credentials or the server's rules", resp.Status)
+		return 0, denied("access denied (%s); check the URL's credentials or the server's rules", resp.Status)
 	case resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout:
 		return 0, fmt.Errorf("server answered %s", resp.Status)
 	case resp.StatusCode != http.StatusOK:

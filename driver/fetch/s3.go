@@ -56,7 +56,7 @@ func (s *s3Source) s3(ctx context.Context) (*s3.Client, error) {
 func bucketKey(u *url.URL) (string, string, error) {
 	key := strings.TrimPrefix(u.Path, "/")
 	if u.Host == "" || key == "" {
-		return "", "", permanent("release.source %q must look like s3://bucket/path/to/app.tar.gz", u.String())
+		return "", "", permanent("release.source %q must look like s3://bucket/path/to/app.tar.gz", Redact(u.String()))
 	}
 	return u.Host, key, nil
 }
@@ -105,27 +105,27 @@ func s3Error(u *url.URL, err error) error {
 	if errors.As(err, &re) {
 		switch code := re.HTTPStatusCode(); {
 		case code == 404:
-			return &PermanentError{&NotFound{Source: u.String()}}
+			return &PermanentError{&NotFound{Source: Redact(u.String())}}
 		case code == 401 || code == 403:
-			return permanent("access to %s denied (%d); check the client's AWS credentials and the bucket policy", u.String(), code)
+			return denied("access to %s denied (%d); check the client's AWS credentials and the bucket policy", Redact(u.String()), code)
 		case code >= 500 || code == 408 || code == 429:
 			return fmt.Errorf("S3 answered %d", code)
 		case code >= 300:
-			return permanent("S3 answered %d for %s: %v", code, u.String(), err)
+			return permanent("S3 answered %d for %s: %v", code, Redact(u.String()), err)
 		}
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
 		case "NoSuchKey", "NoSuchBucket", "NotFound":
-			return &PermanentError{&NotFound{Source: u.String()}}
+			return &PermanentError{&NotFound{Source: Redact(u.String())}}
 		case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken":
-			return permanent("access to %s denied (%s); check the client's AWS credentials and the bucket policy", u.String(), ae.ErrorCode())
+			return denied("access to %s denied (%s); check the client's AWS credentials and the bucket policy", Redact(u.String()), ae.ErrorCode())
 		}
 		return fmt.Errorf("S3: %s", ae.ErrorCode())
 	}
 	if strings.Contains(err.Error(), "failed to retrieve credentials") || strings.Contains(err.Error(), "no EC2 IMDS role") {
-		return permanent("no AWS credentials for %s: give the Nomad client AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or an instance role", u.String())
+		return permanent("no AWS credentials for %s: give the Nomad client AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or an instance role", Redact(u.String()))
 	}
 	return err
 }
