@@ -53,20 +53,21 @@ func (s *s3Source) s3(ctx context.Context) (*s3.Client, error) {
 	return s.client, s.err
 }
 
-func bucketKey(u *url.URL) (string, string, error) {
+// target returns the client, bucket and key for an s3:// URL.
+func (s *s3Source) target(ctx context.Context, u *url.URL) (*s3.Client, string, string, error) {
+	c, err := s.s3(ctx)
+	if err != nil {
+		return nil, "", "", err
+	}
 	key := strings.TrimPrefix(u.Path, "/")
 	if u.Host == "" || key == "" {
-		return "", "", permanent("release.source %q must look like s3://bucket/path/to/app.tar.gz", Redact(u.String()))
+		return nil, "", "", permanent("release.source %q must look like s3://bucket/path/to/app.tar.gz", Redact(u.String()))
 	}
-	return u.Host, key, nil
+	return c, u.Host, key, nil
 }
 
 func (s *s3Source) size(ctx context.Context, u *url.URL) (int64, error) {
-	c, err := s.s3(ctx)
-	if err != nil {
-		return 0, err
-	}
-	bucket, key, err := bucketKey(u)
+	c, bucket, key, err := s.target(ctx, u)
 	if err != nil {
 		return 0, err
 	}
@@ -78,11 +79,7 @@ func (s *s3Source) size(ctx context.Context, u *url.URL) (int64, error) {
 }
 
 func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
-	c, err := s.s3(ctx)
-	if err != nil {
-		return 0, err
-	}
-	bucket, key, err := bucketKey(u)
+	c, bucket, key, err := s.target(ctx, u)
 	if err != nil {
 		return 0, err
 	}
