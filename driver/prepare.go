@@ -231,9 +231,10 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// unpackRelease puts the release into dir: from the node's unpacked copy
-// of a cached tarball when there is one (hard links, built once per node),
-// else by unpacking the tarball.
+// unpackRelease puts the release into dir. When the node already keeps the
+// release unpacked, the task gets a copy of that tree, which is faster than
+// unpacking. Otherwise it unpacks the tarball, and the tree is built a few
+// seconds later, off the task's start path, for the next tasks.
 func (d *Driver) unpackRelease(tb *tarball, dir string, logger hclog.Logger) error {
 	if tb.sha256 == "" {
 		return unpack.File(tb.path, dir, unpack.Limits{})
@@ -242,21 +243,29 @@ func (d *Driver) unpackRelease(tb *tarball, dir string, logger hclog.Logger) err
 	if err != nil {
 		return err
 	}
-	tree, err := store.Tree(tb.sha256, func(tmp string) error {
-		return unpack.File(tb.path, tmp, unpack.Limits{})
-	})
-	if err != nil {
-		return err
-	}
-	if err := materialize(tree, dir); err != nil {
-		logger.Debug("cannot link the cached release, unpacking it", "error", err)
+	if tree, ok := store.HasTree(tb.sha256); ok {
+		if err := materialize(tree, dir); err == nil {
+			return nil
+		}
+		logger.Debug("cannot copy the cached release, unpacking it", "error", err)
 		if err := os.RemoveAll(dir); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		return unpack.File(tb.path, dir, unpack.Limits{})
 	}
+	if err := unpack.File(tb.path, dir, unpack.Limits{}); err != nil {
+		return err
+	}
+	tarball, sum := tb.path, tb.sha256
+	time.AfterFunc(5*time.Second, func() {
+		_, err := store.Tree(sum, func(tmp string) error {
+			return unpack.File(tarball, tmp, unpack.Limits{})
+		})
+		if err != nil {
+			logger.Debug("cannot keep the release unpacked", "error", err)
+		}
+	})
 	return nil
 }

@@ -173,6 +173,13 @@ func (c *Cache) Tree(sum string, build func(dir string) error) (string, error) {
 	return dir, nil
 }
 
+// HasTree returns the tree of sum if it is complete.
+func (c *Cache) HasTree(sum string) (string, bool) {
+	dir := filepath.Join(c.dir, strings.ToLower(sum)+".d")
+	_, err := os.Stat(filepath.Join(dir, CompleteMarker))
+	return dir, err == nil
+}
+
 // CompleteMarker is the file Tree writes last into a tree it built.
 const CompleteMarker = ".beam-driver-complete"
 
