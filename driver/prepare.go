@@ -233,8 +233,9 @@ func humanBytes(n int64) string {
 
 // unpackRelease puts the release into dir. When the node already keeps the
 // release unpacked, the task gets a copy of that tree, which is faster than
-// unpacking. Otherwise it unpacks the tarball, and the tree is built a few
-// seconds later, off the task's start path, for the next tasks.
+// unpacking. Otherwise it unpacks the tarball, and the tree is built a
+// second later, off the task's start path (the node boots meanwhile), for
+// the next tasks.
 func (d *Driver) unpackRelease(tb *tarball, dir string, logger hclog.Logger) error {
 	if tb.sha256 == "" {
 		return unpack.File(tb.path, dir, unpack.Limits{})
@@ -259,7 +260,7 @@ func (d *Driver) unpackRelease(tb *tarball, dir string, logger hclog.Logger) err
 		return err
 	}
 	tarball, sum := tb.path, tb.sha256
-	time.AfterFunc(5*time.Second, func() {
+	time.AfterFunc(time.Second, func() {
 		_, err := store.Tree(sum, func(tmp string) error {
 			return unpack.File(tarball, tmp, unpack.Limits{})
 		})
