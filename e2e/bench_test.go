@@ -55,6 +55,7 @@ func byHand(b *testing.B, tarball string) time.Duration {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(dir, "bin", "hello_erl"), "foreground")
+	cmd.Dir = dir // where a crash dump would go
 	cmd.Env = append(os.Environ(), "NOMAD_PORT_http="+strconv.Itoa(ports[0]), "ERL_DIST_PORT="+strconv.Itoa(ports[1]), "HOME="+dir)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -149,6 +149,7 @@ func probe(t *testing.T, home, name, node, optfile string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "erl", args...)
+	cmd.Dir = home // where a crash dump would go
 	cmd.Env = append(os.Environ(), "HOME="+home, "ERL_EPMD_PORT="+strconv.Itoa(cluster.EPMDPort))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
