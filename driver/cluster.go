@@ -35,6 +35,7 @@ func (d *Driver) controlClient(st *taskState) (*control.Client, error) {
 		ERLCall: erlCall,
 		Node:    st.Node,
 		Env:     []string{"HOME=" + st.Home, "ERL_EPMD_PORT=" + strconv.Itoa(cfg.EPMDPort), "PATH=" + os.Getenv("PATH")},
+		Dir:     st.Home,
 		Timeout: 10 * time.Second,
 	}
 	if st.SSLDistOptFile != "" {

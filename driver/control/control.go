@@ -37,6 +37,9 @@ type Client struct {
 	Node string
 	// Env is erl_call's environment: HOME with the cookie, ERL_EPMD_PORT.
 	Env []string
+	// Dir is the working directory of calls, where a client VM that
+	// crashes writes its dump.
+	Dir string
 	// Timeout bounds each call. Zero means 10 s.
 	Timeout time.Duration
 	// ERL and SSLDistOptFile, when both set, make calls through a client
@@ -76,6 +79,7 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 		cmd.Stdin = strings.NewReader(expr + "\n")
 	}
 	cmd.Env = c.Env
+	cmd.Dir = c.Dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
