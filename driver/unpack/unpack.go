@@ -96,7 +96,7 @@ func Reader(r io.Reader, dst string, lim Limits) error {
 	}
 	defer root.Close()
 
-	u := &unpacker{root: root, lim: lim}
+	u := &unpacker{root: root, lim: lim, dirs: map[string]bool{}}
 	tr := tar.NewReader(in)
 	for {
 		hdr, err := tr.Next()
@@ -128,6 +128,30 @@ type unpacker struct {
 	entries int
 	bytes   int64
 	links   []string
+	dirs    map[string]bool // directories known to exist, to skip MkdirAll
+}
+
+// mkdirs makes dir and its parents, once.
+func (u *unpacker) mkdirs(dir string) error {
+	if dir == "." || u.dirs[dir] {
+		return nil
+	}
+	if err := u.root.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for d := dir; d != "." && !u.dirs[d]; d = path.Dir(d) {
+		u.dirs[d] = true
+	}
+	return nil
+}
+
+// replaced forgets name as a directory: an entry put something else there.
+func (u *unpacker) replaced(name string) {
+	for d := range u.dirs {
+		if d == name || strings.HasPrefix(d, name+"/") {
+			delete(u.dirs, d)
+		}
+	}
 }
 
 func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
@@ -150,13 +174,16 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 	if name == "." {
 		return nil
 	}
-	if err := u.root.MkdirAll(path.Dir(name), 0o755); err != nil {
+	if err := u.mkdirs(path.Dir(name)); err != nil {
 		return &Error{Entry: hdr.Name, Reason: err.Error()}
+	}
+	if hdr.Typeflag != tar.TypeDir {
+		u.replaced(name)
 	}
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := u.root.MkdirAll(name, 0o755); err != nil {
+		if err := u.mkdirs(name); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
 		}
 		return u.root.Chmod(name, dirMode(hdr.FileInfo().Mode()))
