@@ -177,7 +177,11 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 	if err := u.mkdirs(path.Dir(name)); err != nil {
 		return &Error{Entry: hdr.Name, Reason: err.Error()}
 	}
-	if hdr.Typeflag != tar.TypeDir {
+	// A link may take the place of a directory made earlier; a regular
+	// file cannot (removing a directory that holds entries fails, and an
+	// empty one leaves later entries failing, never escaping). Only links
+	// are rare enough to scan the set for.
+	if hdr.Typeflag == tar.TypeSymlink || hdr.Typeflag == tar.TypeLink {
 		u.replaced(name)
 	}
 
