@@ -89,6 +89,17 @@ var (
 			"key_file":  hclspec.NewAttr("key_file", "string", true),
 			"ca_file":   hclspec.NewAttr("ca_file", "string", true),
 		})),
+		"hot_upgrade": hclspec.NewBlock("hot_upgrade", false, hclspec.NewObject(map[string]*hclspec.Spec{
+			"enabled": hclspec.NewDefault(
+				hclspec.NewAttr("enabled", "bool", false),
+				hclspec.NewLiteral("true"),
+			),
+			"variable": hclspec.NewAttr("variable", "string", false),
+			"timeout": hclspec.NewDefault(
+				hclspec.NewAttr("timeout", "string", false),
+				hclspec.NewLiteral(`"2m"`),
+			),
+		})),
 		"pre_command_timeout": hclspec.NewDefault(
 			hclspec.NewAttr("pre_command_timeout", "string", false),
 			hclspec.NewLiteral(`"10m"`),
@@ -188,7 +199,33 @@ type TaskConfig struct {
 	ClusterService string `codec:"cluster_service"`
 	// TLS turns on mutual TLS distribution (-proto_dist inet_tls).
 	TLS TLSConfig `codec:"tls"`
+	// HotUpgrade lets the node take relup hot upgrades in place.
+	HotUpgrade HotUpgradeConfig `codec:"hot_upgrade"`
 }
+
+// HotUpgradeConfig turns on hot upgrades. The driver follows a Nomad
+// Variable through the task's workload identity; each key is an
+// allocation ID (or "all", for every allocation without a key of its own)
+// and each value a JSON target: {"version", "source", "sha256"}.
+type HotUpgradeConfig struct {
+	Enabled bool `codec:"enabled"`
+	// Variable is the Variable's path. The default,
+	// nomad/jobs/JOB/GROUP/TASK, is one the task's identity may read.
+	Variable string `codec:"variable"`
+	// Timeout bounds one whole upgrade, fetch included.
+	Timeout string `codec:"timeout"`
+}
+
+// timeout returns the upgrade timeout, two minutes by default.
+func (h HotUpgradeConfig) timeout() time.Duration {
+	d, err := time.ParseDuration(h.Timeout)
+	if err != nil || d <= 0 {
+		return 2 * time.Minute
+	}
+	return d
+}
+
+var validVarPath = regexp.MustCompile(`^[a-zA-Z0-9-_~/]{1,128}$`)
 
 // TLSConfig names the node's certificate, key and CA, relative to the task
 // directory, usually rendered into secrets/ from Vault PKI or Nomad
@@ -273,6 +310,17 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	if c.PreCommandTimeout != "" {
 		if d, err := time.ParseDuration(c.PreCommandTimeout); err != nil || d <= 0 {
 			errs = append(errs, fmt.Errorf("pre_command_timeout %q must be a positive duration such as \"5m\"", c.PreCommandTimeout))
+		}
+	}
+	if c.HotUpgrade.Enabled {
+		if c.DistPort == "" {
+			errs = append(errs, errors.New("hot_upgrade is set but dist_port is not; the driver upgrades a node through distribution"))
+		}
+		if d, err := time.ParseDuration(c.HotUpgrade.Timeout); c.HotUpgrade.Timeout != "" && (err != nil || d <= 0) {
+			errs = append(errs, fmt.Errorf("hot_upgrade.timeout %q must be a positive duration such as \"2m\"", c.HotUpgrade.Timeout))
+		}
+		if v := c.HotUpgrade.Variable; v != "" && !validVarPath.MatchString(v) {
+			errs = append(errs, fmt.Errorf("hot_upgrade.variable %q is not a Nomad Variable path (letters, digits, -_~/)", v))
 		}
 	}
 	if c.TLS.enabled() {

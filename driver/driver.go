@@ -244,6 +244,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		procState:    drivers.TaskStateRunning,
 		startedAt:    time.Now().Round(time.Millisecond),
 		pid:          ps.Pid,
+		hotKick:      make(chan struct{}, 1),
 		state: taskState{
 			ReattachConfig: pstructs.ReattachConfigFromGoPlugin(pluginClient.ReattachConfig()),
 			Pid:            ps.Pid,
@@ -268,9 +269,13 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	started = true
 	d.registerNode(p.node, p.distPort)
 	d.startCluster(h, tc.ClusterService)
+	d.startHot(h, tc.HotUpgrade)
 	go h.run()
 
-	d.event(cfg, "Started %s %s (%s release) as pid %d%s",
+	// The version and kind go where the UI and tools see them: the task
+	// event and its details.
+	d.eventWith(cfg, map[string]string{"beam.version": p.release.Version, "beam.kind": string(p.release.Kind)},
+		"Started %s %s (%s release) as pid %d%s",
 		p.release.Name, p.release.Version, p.release.Kind, ps.Pid, nodeSuffix(p.node))
 	return handle, nil, nil
 }
@@ -338,6 +343,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		procState:    drivers.TaskStateRunning,
 		startedAt:    st.StartedAt,
 		pid:          st.Pid,
+		hotKick:      make(chan struct{}, 1),
 		state:        st,
 	}
 	d.tasks.Set(handle.Config.ID, h)
@@ -350,6 +356,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	var tc TaskConfig
 	if err := handle.Config.DecodeDriverConfig(&tc); err == nil {
 		d.startCluster(h, tc.ClusterService)
+		d.startHot(h, tc.HotUpgrade)
 	}
 	go h.run()
 	logger.Info("recovered task", "pid", st.Pid, "node", st.Node)
@@ -426,6 +433,9 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	if h.stopCluster != nil {
 		h.stopCluster()
 	}
+	if h.stopHot != nil {
+		h.stopHot()
+	}
 	d.unregisterNode(h.state.Node)
 	d.releaseCache(taskID)
 	d.tasks.Delete(taskID)
@@ -464,6 +474,14 @@ func (d *Driver) SignalTask(taskID string, signal string) error {
 	sig, err := signalByName(signal)
 	if err != nil {
 		return err
+	}
+	if sig == syscall.SIGHUP {
+		// SIGHUP kills a BEAM node (OTP 25), so it never reaches it. It
+		// asks the driver to read the task's hot-upgrade target now; the
+		// upgrade itself runs in the background and reports in task
+		// events, because an error here would make Nomad kill the task.
+		h.kickHot()
+		return nil
 	}
 	return h.exec.Signal(sig)
 }

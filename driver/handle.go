@@ -51,6 +51,12 @@ type taskHandle struct {
 
 	// stopCluster ends the clustering loop, if any.
 	stopCluster context.CancelFunc
+
+	// Hot upgrades: one at a time, with what was tried.
+	hotMu   sync.Mutex
+	hot     hotRecord
+	hotKick chan struct{}
+	stopHot context.CancelFunc
 }
 
 func (h *taskHandle) TaskStatus() *drivers.TaskStatus {

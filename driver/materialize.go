@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -66,4 +67,33 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	return os.Chmod(dst, mode) // the umask applies at creation
+}
+
+// mergeTree moves into dst every file and directory of src that dst does not
+// have, and leaves what dst has alone: how a hot-upgrade package joins a
+// live release root, like release_handler's own unpack with keep_old_files.
+// src and dst must be on one file system.
+func mergeTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if rel == "." {
+			return nil
+		}
+		out := filepath.Join(dst, rel)
+		if _, err := os.Lstat(out); err == nil {
+			return nil // kept; a directory is merged entry by entry
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := os.Rename(p, out); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return fs.SkipDir
+		}
+		return nil
+	})
 }

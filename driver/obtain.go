@@ -28,25 +28,25 @@ type tarball struct {
 // holds that sha256, otherwise downloaded once for every task that waits
 // on it, verified, and kept. The sha256 comes from the task config or a
 // <tarball>.sha256 next to the tarball.
-func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*tarball, error) {
+func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel ReleaseConfig, logger hclog.Logger) (*tarball, error) {
 	pcfg, _ := d.cfg()
 	fetcher, store, err := d.sources()
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
-	src := fetch.Redact(tc.Release.Source)
+	src := fetch.Redact(rel.Source)
 	fetcher.OnRetry = func(attempt int, err error, wait time.Duration) {
 		d.event(cfg, "Fetch attempt %d failed, retrying in %s: %v", attempt, wait.Round(100*time.Millisecond), err)
 	}
 
-	sum := tc.Release.SHA256
+	sum := rel.SHA256
 	if sum == "" {
-		s, err := fetcher.Checksum(ctx, tc.Release.Source)
+		s, err := fetcher.Checksum(ctx, rel.Source)
 		var nf *fetch.NotFound
 		if errors.Is(err, fetch.ErrDenied) {
 			// Stores answer 403 for a missing object when the client may
 			// not list the bucket: as good as absent here.
-			err = &fetch.NotFound{Source: fetch.Redact(tc.Release.Source) + ".sha256"}
+			err = &fetch.NotFound{Source: fetch.Redact(rel.Source) + ".sha256"}
 		}
 		switch {
 		case err == nil:
@@ -85,7 +85,7 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskCo
 		if err := os.MkdirAll(filepath.Dir(tmp), 0o700); err != nil {
 			return nil, d.fail(cfg, "cannot create data_dir %s: %v", pcfg.DataDir, err)
 		}
-		n, err := fetcher.Download(ctx, tc.Release.Source, tmp, progress)
+		n, err := fetcher.Download(ctx, rel.Source, tmp, progress)
 		if err != nil {
 			os.Remove(tmp)
 			return nil, d.fail(cfg, "Fetch failed: %v", err)
@@ -95,7 +95,7 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskCo
 
 	d.event(cfg, "Fetching release from %s", src)
 	path, st, err := store.Get(sum, cfg.ID, func(tmp string) (int64, error) {
-		return fetcher.Download(ctx, tc.Release.Source, tmp, progress)
+		return fetcher.Download(ctx, rel.Source, tmp, progress)
 	})
 	var ce *cache.ChecksumError
 	switch {

@@ -17,6 +17,7 @@ import (
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/unpack"
 )
 
@@ -36,24 +37,36 @@ type prepared struct {
 // event; a failure emits one that says why and what to do.
 func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*prepared, error) {
 	src := fetch.Redact(tc.Release.Source)
-	tb, err := d.obtain(ctx, cfg, tc, logger)
-	if err != nil {
-		return nil, err
-	}
-	defer tb.done()
-
 	dir := filepath.Join(cfg.TaskDir().LocalDir, "release")
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, d.fail(cfg, "cannot clear %s: %v", dir, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, d.fail(cfg, "cannot create %s: %v", dir, err)
-	}
-	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
-	if err := d.unpackRelease(tb, dir, logger); err != nil {
-		// Leave nothing of a rejected archive behind, links included.
-		_ = os.RemoveAll(dir)
-		return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
+	marker := filepath.Join(cfg.TaskDir().LocalDir, ".beam-release")
+	stamp := tc.Release.Source + "\n" + tc.Release.SHA256 + "\n"
+	if b, err := os.ReadFile(marker); err == nil && string(b) == stamp {
+		// A restart within the allocation: the release unpacked for it
+		// stays, with the hot upgrades it took. The node boots the
+		// version that was made permanent.
+		d.event(cfg, "Restarting from the release unpacked in this allocation")
+	} else {
+		tb, err := d.obtain(ctx, cfg, tc.Release, logger)
+		if err != nil {
+			return nil, err
+		}
+		defer tb.done()
+		_ = os.Remove(marker)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, d.fail(cfg, "cannot clear %s: %v", dir, err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, d.fail(cfg, "cannot create %s: %v", dir, err)
+		}
+		d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
+		if err := d.unpackRelease(tb, dir, logger); err != nil {
+			// Leave nothing of a rejected archive behind, links included.
+			_ = os.RemoveAll(dir)
+			return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
+		}
+		if err := os.WriteFile(marker, []byte(stamp), 0o600); err != nil {
+			return nil, d.fail(cfg, "cannot write %s: %v", marker, err)
+		}
 	}
 	rel, err := release.Find(dir, tc.Release.Name)
 	if err != nil {
@@ -62,6 +75,18 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	host := d.host.probe(ctx)
 	if err := rel.Check(host.ERTS); err != nil {
 		return nil, d.fail(cfg, "%v", err)
+	}
+	if tc.HotUpgrade.Enabled && rel.Kind == release.Mix {
+		// mix ships no releases/RELEASES; without one release_handler
+		// knows the running release by name only, and cannot go back
+		// to it after an upgrade.
+		pkg, err := relup.Inspect(rel.Root, rel.Name)
+		if err == nil {
+			err = relup.WriteRELEASES(pkg)
+		}
+		if err != nil {
+			return nil, d.fail(cfg, "Hot upgrades need releases/RELEASES, which cannot be written: %v", err)
+		}
 	}
 
 	node, port, err := nodeName(cfg, tc)
@@ -193,12 +218,19 @@ func mergeEnv(base []string, over map[string]string, unset []string) []string {
 }
 
 func (d *Driver) event(cfg *drivers.TaskConfig, format string, args ...any) {
+	d.eventWith(cfg, nil, format, args...)
+}
+
+// eventWith emits a task event with annotations, which Nomad shows as the
+// event's details and tools read from the allocation.
+func (d *Driver) eventWith(cfg *drivers.TaskConfig, ann map[string]string, format string, args ...any) {
 	err := d.eventer.EmitEvent(&drivers.TaskEvent{
-		TaskID:    cfg.ID,
-		TaskName:  cfg.Name,
-		AllocID:   cfg.AllocID,
-		Timestamp: time.Now(),
-		Message:   fmt.Sprintf(format, args...),
+		TaskID:      cfg.ID,
+		TaskName:    cfg.Name,
+		AllocID:     cfg.AllocID,
+		Timestamp:   time.Now(),
+		Message:     fmt.Sprintf(format, args...),
+		Annotations: ann,
 	})
 	if err != nil {
 		d.logger.Warn("failed to emit task event", "error", err)

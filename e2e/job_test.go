@@ -84,6 +84,7 @@ func (j *job) runningAllocs(n int) []*job {
 
 type allocation struct {
 	ID                 string
+	Name               string
 	ClientStatus       string
 	TaskStates         map[string]taskState
 	AllocatedResources struct {
@@ -103,6 +104,7 @@ type taskState struct {
 	Restarts int
 	Events   []struct {
 		Type           string
+		Time           int64
 		DisplayMessage string
 		ExitCode       int
 		Details        map[string]string

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
 
 // The cookie never goes on a command line, where any local user can read
@@ -81,6 +83,27 @@ var relxCookieArgs = []string{
 	` -setcookie "$COOKIE"`,
 	` -setcookie ${COOKIE}`,
 	` -c "${COOKIE}"`,
+}
+
+// Scrub removes the cookie arguments from the start scripts of version
+// r.Version of the release in r.Root, as Build does for the version it
+// starts: for a version that a hot upgrade adds to a running release.
+func Scrub(r *release.Release) error {
+	switch r.Kind {
+	case release.Mix:
+		return scrubScript(filepath.Join(r.Root, "bin", r.Name), mixCookieArgs)
+	case release.Relx:
+		for _, s := range []string{r.Name, r.Name + "-" + r.Version} {
+			p := filepath.Join(r.Root, "bin", s)
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
+			if err := scrubScript(p, relxCookieArgs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // scrubScript removes every occurrence of args from the script at path, and

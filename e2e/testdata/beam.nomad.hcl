@@ -19,6 +19,18 @@ variable "count" {
   type    = number
   default = 1
 }
+variable "hot" {
+  type    = bool
+  default = false
+}
+variable "restarts" {
+  type    = number
+  default = 0
+}
+variable "env" {
+  type    = map(string)
+  default = {}
+}
 
 job "app" {
   id          = var.job
@@ -38,7 +50,8 @@ job "app" {
     }
 
     restart {
-      attempts = 0
+      attempts = var.restarts
+      delay    = "1s"
       mode     = "fail"
     }
 
@@ -81,6 +94,10 @@ job "app" {
 
         # A tls block when var.tls is set. Task config is not expanded for
         # `dynamic` blocks, but a list of objects reads the same.
+        # Hot upgrades follow nomad/jobs/JOB/app/node through the task's
+        # workload identity (see identity below).
+        hot_upgrade = var.hot ? [{ enabled = true, timeout = "1m" }] : []
+
         tls = var.tls ? [{
           cert_file = "secrets/dist.crt"
           key_file  = "secrets/dist.key"
@@ -104,6 +121,13 @@ job "app" {
         destination = "secrets/erlang.cookie"
         perms       = "0400"
       }
+
+      # The driver reads hot-upgrade targets with this token.
+      identity {
+        file = true
+      }
+
+      env = var.env
 
       kill_timeout = "20s"
 

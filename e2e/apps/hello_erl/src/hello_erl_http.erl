@@ -64,6 +64,10 @@ drain_headers(S) ->
 
 route(<<"/health">>) ->
     {200, <<"ok\n">>};
+route(<<"/state">>) ->
+    {200, io_lib:format("~p~n", [hello_erl_counter:state()])};
 route(_) ->
     {ok, Vsn} = application:get_key(hello_erl, vsn),
-    {200, io_lib:format("hello from hello_erl ~s on ~s pid ~s~n", [Vsn, node(), os:getpid()])}.
+    Count = hello_erl_counter:bump(),
+    {200, io_lib:format("hello from hello_erl ~s on ~s pid ~s count ~b~n",
+                        [Vsn, node(), os:getpid(), Count])}.

@@ -9,4 +9,6 @@ init(Port) ->
     Http = #{id => hello_erl_http,
              start => {hello_erl_http, start_link, [Port]},
              shutdown => 5000},
-    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, [Http]}}.
+    Counter = #{id => hello_erl_counter,
+                start => {hello_erl_counter, start_link, []}},
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, [Counter, Http]}}.

@@ -5,7 +5,7 @@ defmodule HelloEx.Application do
   @impl true
   def start(_type, _args) do
     port = Application.fetch_env!(:hello_ex, :port)
-    children = [{HelloEx.HTTP, port}]
+    children = [HelloEx.Counter, {HelloEx.HTTP, port}]
     {:ok, sup} = Supervisor.start_link(children, strategy: :one_for_one, name: HelloEx.Supervisor)
     IO.puts("hello_ex #{vsn()} booted on node #{node()}, http port #{port}")
     {:ok, sup}

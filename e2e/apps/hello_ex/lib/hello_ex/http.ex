@@ -95,6 +95,12 @@ defmodule HelloEx.HTTP do
     "slow done after #{ms} ms\n"
   end
 
-  defp route(_),
-    do: "hello from hello_ex #{HelloEx.Application.vsn()} on #{node()} pid #{System.pid()}\n"
+  defp route(%URI{path: "/state"}), do: inspect(HelloEx.Counter.state()) <> "\n"
+
+  defp route(_) do
+    greeting = Application.get_env(:hello_ex, :greeting, "(no greeting)")
+
+    "#{greeting} from hello_ex #{HelloEx.Application.vsn()} on #{node()} pid #{System.pid()}" <>
+      " count #{HelloEx.Counter.bump()}\n"
+  end
 end

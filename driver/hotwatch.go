@@ -1,0 +1,180 @@
+package driver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+)
+
+// A hot upgrade is asked for through a Nomad Variable, not through the
+// jobspec: changing a task's config, env or meta replaces the allocation,
+// which is exactly what a hot upgrade must not do. The driver follows the
+// Variable with blocking queries through the task's own Task API socket
+// and workload identity, so that:
+//   - the target is declarative and outlives restarts of the node, the
+//     plugin and the Nomad client;
+//   - an upgrade starts within milliseconds of the write, where a template
+//     re-render takes seconds;
+//   - each allocation has a key of its own, so a rollout can go one
+//     allocation at a time, and no ACL policy beyond the identity's
+//     default is needed.
+
+// hotTarget is one key's value in the hot-upgrade Variable.
+type hotTarget struct {
+	// Version is the release version to run. With no Source it must
+	// already be on the node (a hot downgrade to the base release).
+	Version string `json:"version"`
+	Source  string `json:"source,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	// Rollout names the rollout that wrote the value. It makes a retry
+	// of a failed version a new value, which the driver tries again.
+	Rollout string `json:"rollout,omitempty"`
+}
+
+// hotAllKey is the key whose target applies to every allocation that has
+// no key of its own, so that allocations placed later follow a finished
+// rollout.
+const hotAllKey = "all"
+
+// hotVariable returns the Variable path a task follows.
+func hotVariable(cfg *drivers.TaskConfig, hc HotUpgradeConfig) string {
+	if hc.Variable != "" {
+		return hc.Variable
+	}
+	return fmt.Sprintf("nomad/jobs/%s/%s/%s", cfg.JobID, cfg.TaskGroupName, cfg.Name)
+}
+
+// pickTarget returns the raw target for an allocation from a Variable's
+// items: its own key, else the "all" key. Empty means none.
+func pickTarget(items map[string]string, allocID string) (key, raw string) {
+	if v, ok := items[allocID]; ok && strings.TrimSpace(v) != "" {
+		return allocID, strings.TrimSpace(v)
+	}
+	if v, ok := items[hotAllKey]; ok && strings.TrimSpace(v) != "" {
+		return hotAllKey, strings.TrimSpace(v)
+	}
+	return "", ""
+}
+
+// parseTarget decodes and checks one target.
+func parseTarget(raw string) (hotTarget, error) {
+	var t hotTarget
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		return t, fmt.Errorf(`not a JSON target {"version": …, "source": …, "sha256": …}: %v`, err)
+	}
+	if t.Version == "" {
+		return t, errors.New(`"version" is missing`)
+	}
+	if t.Source != "" && !hasAnyPrefix(t.Source, schemes) {
+		return t, fmt.Errorf(`"source" %q: unsupported; use s3://, gs://, https://, http:// or file:///abs/path`, fetch.Redact(t.Source))
+	}
+	if t.SHA256 != "" && !sha256Pattern.MatchString(t.SHA256) {
+		return t, fmt.Errorf(`"sha256" %q must be 64 hex characters, as printed by sha256sum`, t.SHA256)
+	}
+	return t, nil
+}
+
+// taskToken returns the task's workload identity token: from
+// secrets/nomad_token (identity { file = true }) or NOMAD_TOKEN in its
+// environment (identity { env = true }).
+func taskToken(cfg *drivers.TaskConfig) string {
+	if b, err := os.ReadFile(filepath.Join(cfg.TaskDir().SecretsDir, "nomad_token")); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t
+		}
+	}
+	return cfg.Env["NOMAD_TOKEN"]
+}
+
+// watchTargets follows the task's hot-upgrade Variable until ctx ends and
+// converges the node on its target. It runs one upgrade at a time.
+func (d *Driver) watchTargets(ctx context.Context, h *taskHandle, hc HotUpgradeConfig) {
+	cfg := h.taskConfig
+	path := hotVariable(cfg, hc)
+	token := taskToken(cfg)
+	if token == "" {
+		d.event(cfg, "Hot upgrades are off: the task has no workload identity token to read %s; "+
+			"add identity { file = true } to the task", path)
+		return
+	}
+	client, err := nomad.NewClient(&nomad.Config{
+		Address:   "unix://" + filepath.Join(cfg.TaskDir().SecretsDir, "api.sock"),
+		SecretID:  token,
+		Namespace: cfg.Namespace,
+	})
+	if err != nil {
+		d.event(cfg, "Hot upgrades are off: cannot reach the Task API: %v", err)
+		return
+	}
+	logger := h.logger.With("variable", path)
+	var index uint64
+	backoff := time.Second
+	for ctx.Err() == nil {
+		// A kick (SIGHUP) cuts the wait short and reads the Variable anew.
+		qctx, cancel := context.WithCancel(ctx)
+		kicked := make(chan struct{})
+		go func() {
+			select {
+			case <-h.hotKick:
+				close(kicked)
+				cancel()
+			case <-qctx.Done():
+			}
+		}()
+		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute, Namespace: cfg.Namespace}).WithContext(qctx)
+		v, meta, err := client.Variables().Peek(path, q)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case <-kicked:
+				index = 0
+				continue
+			default:
+			}
+			logger.Warn("cannot read the hot-upgrade variable", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.hotKick:
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if meta != nil {
+			if meta.LastIndex < index {
+				index = 0 // the index went back: start over
+			} else {
+				index = meta.LastIndex
+			}
+		}
+		var items map[string]string
+		if v != nil {
+			items = v.Items
+		}
+		key, raw := pickTarget(items, cfg.AllocID)
+		if raw != "" && d.converge(ctx, h, hc, key, raw) {
+			index = 0 // ask again soon: the node was not up yet
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+}

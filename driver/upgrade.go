@@ -1,0 +1,287 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/unpack"
+)
+
+// Outcomes of a hot upgrade, in the beam.hot annotation of its task events,
+// which tools read from the allocation's task state.
+const (
+	hotStarted   = "started"
+	hotSucceeded = "succeeded"
+	hotRefused   = "refused" // checked before touching the node: untouched
+	hotFailed    = "failed"  // failed on the node: it serves the old version
+	hotCurrent   = "current" // the node already runs the target
+	hotInvalid   = "invalid" // the Variable's value cannot be read
+)
+
+// hotStep is one upgrade's story, told in task events.
+type hotStep struct {
+	d     *Driver
+	cfg   *drivers.TaskConfig
+	key   string
+	from  string
+	to    string
+	start time.Time
+}
+
+func (s *hotStep) emit(outcome, format string, args ...any) {
+	ann := map[string]string{
+		"beam.hot":         outcome,
+		"beam.hot.key":     s.key,
+		"beam.hot.version": s.to,
+		"beam.hot.from":    s.from,
+	}
+	if outcome != hotStarted {
+		ann["beam.hot.ms"] = strconv.FormatInt(time.Since(s.start).Milliseconds(), 10)
+	}
+	s.d.eventWith(s.cfg, ann, format, args...)
+}
+
+// converge brings the node to the target in raw, the value of key in the
+// hot-upgrade Variable. Failures are reported as task events and recorded,
+// so the same target is not tried again in a loop; they never stop the
+// task.
+//
+// It returns true when the node could not be asked yet (it is booting) and
+// the target should be tried again shortly.
+func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfig, key, raw string) (retry bool) {
+	h.hotMu.Lock()
+	defer h.hotMu.Unlock()
+	cfg := h.taskConfig
+	if h.hot.Failed[raw] {
+		return false
+	}
+	st := h.snapshot()
+	step := &hotStep{d: d, cfg: cfg, key: key, from: st.ReleaseVersion, start: time.Now()}
+	t, err := parseTarget(raw)
+	if err != nil {
+		step.emit(hotInvalid, "Hot upgrade target %s in %s is invalid: %v", key, hotVariable(cfg, hc), err)
+		h.recordHot(raw, st.ReleaseVersion, "", hotInvalid, err)
+		return false
+	}
+	step.to = t.Version
+
+	ctx, cancel := context.WithTimeout(ctx, hc.timeout())
+	defer cancel()
+	ctl, err := d.controlClient(&st)
+	if err != nil {
+		step.emit(hotRefused, "Hot upgrade to %s refused: %v", t.Version, err)
+		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
+		return false
+	}
+	node := &hot.Node{Eval: ctl, Root: st.ReleaseRoot, CallTimeout: hc.timeout()}
+	current, rels, err := node.Releases(ctx)
+	if err != nil {
+		// The node may still be booting: try again shortly, without
+		// recording a failure.
+		h.logger.Debug("hot upgrade deferred: the node does not answer yet", "version", t.Version, "error", err)
+		return true
+	}
+	step.from = current
+	if current == t.Version {
+		if st.ReleaseVersion != current {
+			h.setVersion(current)
+		}
+		h.recordHot(raw, current, current, hotCurrent, nil)
+		return false
+	}
+	outcome, err := d.upgrade(ctx, h, node, step, t, rels, &st)
+	h.recordHot(raw, current, t.Version, outcome, err)
+	return false
+}
+
+// upgrade runs the checks and release_handler steps, and returns the
+// outcome and, on failure, why.
+func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, step *hotStep,
+	t hotTarget, rels []hot.Release, st *taskState) (string, error) {
+	refuse := func(err error) (string, error) {
+		step.emit(hotRefused, "Hot upgrade %s → %s refused, node untouched: %v", step.from, t.Version, err)
+		return hotRefused, err
+	}
+	if st.ReleaseKind == string(release.Shipment) {
+		return refuse(errors.New("a Gleam erlang-shipment has no release_handler release (no .rel, no relup); deploy it as a full release"))
+	}
+	installed := false
+	for _, r := range rels {
+		installed = installed || r.Version == t.Version
+	}
+	src := fetch.Redact(t.Source)
+	if installed {
+		step.emit(hotStarted, "Hot upgrade %s → %s started: the version is on the node", step.from, t.Version)
+	} else {
+		step.emit(hotStarted, "Hot upgrade %s → %s started: fetching %s", step.from, t.Version, src)
+	}
+
+	// Check everything in Go before the node is touched.
+	var apps []string
+	unpacked := false
+	if !installed {
+		if t.Source == "" {
+			return refuse(fmt.Errorf("version %s is not on the node and the target has no source", t.Version))
+		}
+		pkg, staging, err := d.stageHot(ctx, h, st, t)
+		if err != nil {
+			return refuse(err)
+		}
+		defer os.RemoveAll(staging)
+		if err := pkg.CheckUpgrade(st.ReleaseName, step.from, st.ERTS); err != nil {
+			return refuse(err)
+		}
+		if err := mergeTree(pkg.Root, st.ReleaseRoot); err != nil {
+			return refuse(fmt.Errorf("cannot add the release to the node's root: %w", err))
+		}
+		rel := &release.Release{Root: st.ReleaseRoot, Name: st.ReleaseName, Version: t.Version, Kind: release.Kind(st.ReleaseKind)}
+		if err := launch.Scrub(rel); err != nil {
+			return refuse(err)
+		}
+		if _, err := node.Unpacked(ctx, pkg.RelFileIn(st.ReleaseRoot)); err != nil {
+			return refuse(err)
+		}
+		unpacked = true
+		apps = pkg.AppNames()
+	} else {
+		cur, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, step.from)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := cur.CheckDowngrade(t.Version); err != nil {
+			return refuse(err)
+		}
+		to, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, t.Version)
+		if err != nil {
+			return refuse(err)
+		}
+		apps = to.AppNames()
+	}
+	cleanup := func() {
+		if unpacked {
+			if err := node.Remove(context.WithoutCancel(ctx), t.Version); err != nil {
+				h.logger.Warn("cannot remove the failed release", "version", t.Version, "error", err)
+			}
+		}
+	}
+	if st.ReleaseKind == string(release.Mix) {
+		if _, err := node.MergeRuntimeConfig(ctx, t.Version); err != nil {
+			cleanup()
+			return refuse(err)
+		}
+	}
+	if _, err := node.CheckInstall(ctx, t.Version); err != nil {
+		cleanup()
+		return refuse(err)
+	}
+	running, err := node.RunningApps(ctx)
+	if err != nil {
+		cleanup()
+		return refuse(err)
+	}
+
+	// Past this point release_handler changes the node.
+	if _, err := node.Install(ctx, t.Version); err != nil {
+		var ie *hot.InstallError
+		if errors.As(err, &ie) && ie.Restarted {
+			werr := node.WaitStarted(ctx)
+			now, _, rerr := node.Releases(ctx)
+			cleanup()
+			if werr != nil || rerr != nil {
+				step.emit(hotFailed, "Hot upgrade %s → %s failed in install_release: %s; the node did not come back: %v",
+					step.from, t.Version, ie.Reason, errors.Join(werr, rerr))
+				return hotFailed, err
+			}
+			step.emit(hotFailed, "Hot upgrade %s → %s failed in install_release: %s; release_handler restarted the "+
+				"applications into %s, which the node (same pid %d) serves again", step.from, t.Version, ie.Reason, now, h.pidNow())
+			return hotFailed, err
+		}
+		cleanup()
+		step.emit(hotFailed, "Hot upgrade %s → %s failed: %v; the node still runs %s", step.from, t.Version, err, step.from)
+		return hotFailed, err
+	}
+	if err := node.Healthy(ctx, t.Version, keep(running, apps)); err != nil {
+		// Not yet permanent: go back while the old release is installed.
+		_, berr := node.Install(ctx, step.from)
+		cleanup()
+		if berr != nil {
+			step.emit(hotFailed, "Hot upgrade %s → %s unhealthy (%v), and going back failed: %v", step.from, t.Version, err, berr)
+			return hotFailed, err
+		}
+		step.emit(hotFailed, "Hot upgrade %s → %s unhealthy (%v); went back to %s", step.from, t.Version, err, step.from)
+		return hotFailed, err
+	}
+	if err := node.MakePermanent(ctx, t.Version); err != nil {
+		step.emit(hotFailed, "Hot upgrade %s → %s is live but not permanent (a restart boots %s): %v",
+			step.from, t.Version, step.from, err)
+		h.setVersion(t.Version)
+		return hotFailed, err
+	}
+	h.setVersion(t.Version)
+	step.emit(hotSucceeded, "Hot upgrade %s → %s done in %d ms: same pid %d, %s is permanent",
+		step.from, t.Version, time.Since(step.start).Milliseconds(), h.pidNow(), t.Version)
+	return hotSucceeded, nil
+}
+
+// stageHot fetches the target through the node's cache and unpacks it into
+// a staging directory next to the node's release root (the same file
+// system, so that its files can be moved in), where it is inspected. The
+// caller removes the staging directory.
+func (d *Driver) stageHot(ctx context.Context, h *taskHandle, st *taskState, t hotTarget) (*relup.Package, string, error) {
+	tb, err := d.obtain(ctx, h.taskConfig, ReleaseConfig{Source: t.Source, SHA256: t.SHA256}, h.logger)
+	if err != nil {
+		return nil, "", err
+	}
+	defer tb.done()
+	dir, err := os.MkdirTemp(filepath.Dir(st.ReleaseRoot), ".hot-"+t.Version+"-")
+	if err != nil {
+		return nil, "", err
+	}
+	pkg, err := inspectStaged(tb.path, dir, st.ReleaseName, t)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, "", err
+	}
+	return pkg, dir, nil
+}
+
+func inspectStaged(tarball, dir, name string, t hotTarget) (*relup.Package, error) {
+	src := fetch.Redact(t.Source)
+	if err := unpack.File(tarball, dir, unpack.Limits{}); err != nil {
+		return nil, fmt.Errorf("unpack %s: %w", src, err)
+	}
+	rel, err := release.Find(dir, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if rel.Version != t.Version {
+		return nil, fmt.Errorf("%s holds %s %s, not %s", src, rel.Name, rel.Version, t.Version)
+	}
+	return relup.Inspect(rel.Root, name)
+}
+
+// keep returns the names in running that are also in apps.
+func keep(running, apps []string) []string {
+	var out []string
+	for _, a := range running {
+		for _, b := range apps {
+			if a == b {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
+}

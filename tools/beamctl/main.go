@@ -1,0 +1,69 @@
+// Command beamctl is the job tooling for the beam Nomad driver.
+//
+//	beamctl upgrade -job hello -version 0.2.0 -source s3://bucket/hello-0.2.0.tar.gz
+//
+// It reads NOMAD_ADDR, NOMAD_TOKEN, NOMAD_NAMESPACE, NOMAD_CACERT and the
+// other NOMAD_* variables like the nomad CLI, and CONSUL_HTTP_ADDR and
+// CONSUL_HTTP_TOKEN like the consul CLI.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// Exit codes that scripts can rely on.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // the operation ran and failed (reverted if it could)
+	exitUsage   = 2 // bad flags or arguments
+	exitCluster = 3 // Nomad or Consul cannot be reached or refused
+)
+
+type command struct {
+	synopsis string
+	run      func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{
+	"upgrade": {"hot-upgrade a job's allocations one at a time (the hot canary)", runUpgrade},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "beamctl: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
+	}
+	return c.run(args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: beamctl <command> [options]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].synopsis)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run beamctl <command> -help for a command's options.")
+}

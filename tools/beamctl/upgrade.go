@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
+)
+
+const upgradeHelp = `Usage: beamctl upgrade [options]
+
+  Hot-upgrades the allocations of a job's beam task in place, one at a
+  time: same allocations, same OS processes, new code. Each allocation
+  must report success from the driver and pass its Consul checks before
+  the next one starts. If one fails, the allocations already upgraded are
+  hot-downgraded again, and beamctl exits 1.
+
+  The release must be a hot-upgrade package: releases/VSN/relup with a
+  path up from the version the allocations run.
+
+Example:
+
+  beamctl upgrade -job hello -version 0.2.0 \
+    -source s3://releases/dist/hello/hello-0.2.0.tar.gz
+
+Options:
+`
+
+type upgradeFlags struct {
+	address, namespace, job, group, task string
+	version, source, sha256              string
+	timeout                              time.Duration
+	json                                 bool
+}
+
+func runUpgrade(args []string, stdout, stderr io.Writer) int {
+	var f upgradeFlags
+	fs := flag.NewFlagSet("upgrade", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, upgradeHelp)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.address, "address", "", "Nomad's HTTP address (default: NOMAD_ADDR or http://127.0.0.1:4646)")
+	fs.StringVar(&f.namespace, "namespace", "", "the job's namespace (default: NOMAD_NAMESPACE or default)")
+	fs.StringVar(&f.job, "job", "", "the job ID (required)")
+	fs.StringVar(&f.group, "group", "", "the task group (default: the job's only group with a beam task)")
+	fs.StringVar(&f.task, "task", "", "the beam task (default: the group's only beam task)")
+	fs.StringVar(&f.version, "version", "", "the release version to upgrade to (required)")
+	fs.StringVar(&f.source, "source", "", "where the release tarball is: s3://, gs://, https://, file:// (required)")
+	fs.StringVar(&f.sha256, "sha256", "", "the tarball's sha256 (default: the driver reads SOURCE.sha256)")
+	fs.DurationVar(&f.timeout, "step-timeout", 2*time.Minute, "how long one allocation may take to upgrade and pass its checks")
+	fs.BoolVar(&f.json, "json", false, "print progress as JSON lines")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	var missing []string
+	for name, v := range map[string]string{"-job": f.job, "-version": f.version, "-source": f.source} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "beamctl upgrade: missing %s; see beamctl upgrade -help\n", strings.Join(missing, ", "))
+		return exitUsage
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, err := clusterFor(ctx, f.address, f.namespace, f.job, f.group, f.task)
+	if err != nil {
+		fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+		return exitCluster
+	}
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	plan := rollout.Plan{
+		Target:      rollout.Target{Version: f.version, Source: f.source, SHA256: f.sha256, Rollout: hex.EncodeToString(id)},
+		StepTimeout: f.timeout,
+	}
+	start := time.Now()
+	if !f.json {
+		fmt.Fprintf(stdout, "==> Hot upgrade of %s/%s/%s to %s (variable %s)\n", f.job, c.Group, c.Task, f.version, c.Path())
+	}
+	err = rollout.Run(ctx, c, plan, func(e rollout.Event) {
+		if f.json {
+			b, _ := json.Marshal(map[string]any{
+				"alloc": e.Alloc.ID, "name": e.Alloc.Name, "step": e.Step, "message": e.Message,
+				"at": e.At, "took_ms": e.Took.Milliseconds(),
+			})
+			fmt.Fprintln(stdout, string(b))
+			return
+		}
+		fmt.Fprintf(stdout, "    %s  %-14s %-13s %s\n", e.At.Format("15:04:05.000"), short(e.Alloc), e.Step, e.Message)
+	})
+	if err != nil {
+		var re *rollout.Error
+		if errors.As(err, &re) {
+			fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+		return exitCluster
+	}
+	if !f.json {
+		fmt.Fprintf(stdout, "==> Done in %s\n", time.Since(start).Round(time.Millisecond))
+	}
+	return exitOK
+}
+
+func short(a rollout.Alloc) string {
+	if a.ID == "" {
+		return "job"
+	}
+	if len(a.ID) > 8 {
+		return fmt.Sprintf("%s[%d]", a.ID[:8], a.Index)
+	}
+	return a.ID
+}
+
+// clusterFor connects to Nomad and Consul and finds the job's beam task.
+func clusterFor(ctx context.Context, address, namespace, jobID, group, task string) (*rollout.Nomad, error) {
+	cfg := nomad.DefaultConfig()
+	if address != "" {
+		cfg.Address = address
+	}
+	if namespace != "" {
+		cfg.Namespace = namespace
+	}
+	nc, err := nomad.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
+	}
+	job, _, err := nc.Jobs().Info(jobID, (&nomad.QueryOptions{Namespace: cfg.Namespace}).WithContext(ctx))
+	if err != nil {
+		if strings.Contains(err.Error(), "404") {
+			return nil, fmt.Errorf("job %q not found in namespace %q at %s; check -job and -namespace", jobID, nsOr(cfg.Namespace), cfg.Address)
+		}
+		return nil, fmt.Errorf("cannot read job %q from Nomad at %s (set -address or NOMAD_ADDR, and NOMAD_TOKEN): %w", jobID, cfg.Address, err)
+	}
+	g, t, err := beamTask(job, group, task)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := consul.NewClient(consul.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	return &rollout.Nomad{Nomad: nc, Consul: cc, Job: jobID, Group: g, Task: t, Namespace: cfg.Namespace}, nil
+}
+
+func nsOr(ns string) string {
+	if ns == "" {
+		return "default"
+	}
+	return ns
+}
+
+// beamTask picks the job's beam task, or checks the one named.
+func beamTask(job *nomad.Job, group, task string) (string, string, error) {
+	var found [][2]string
+	for _, tg := range job.TaskGroups {
+		if group != "" && *tg.Name != group {
+			continue
+		}
+		for _, t := range tg.Tasks {
+			if t.Driver == "beam" && (task == "" || t.Name == task) {
+				found = append(found, [2]string{*tg.Name, t.Name})
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", "", fmt.Errorf("job %s has no beam task matching -group %q -task %q", *job.ID, group, task)
+	case 1:
+		return found[0][0], found[0][1], nil
+	}
+	return "", "", fmt.Errorf("job %s has several beam tasks (%v); pick one with -group and -task", *job.ID, found)
+}

@@ -1,0 +1,210 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	consul "github.com/hashicorp/consul/api"
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// Nomad is the Cluster of a real job: Nomad for allocations, the Variable
+// and task events, Consul for health.
+type Nomad struct {
+	Nomad  *nomad.Client
+	Consul *consul.Client
+	// Job, Group and Task name the beam task.
+	Job, Group, Task string
+	// Namespace is the job's Nomad namespace.
+	Namespace string
+}
+
+// Path is the hot-upgrade Variable the driver follows by default.
+func (n *Nomad) Path() string {
+	return fmt.Sprintf("nomad/jobs/%s/%s/%s", n.Job, n.Group, n.Task)
+}
+
+func (n *Nomad) query(ctx context.Context, index uint64) *nomad.QueryOptions {
+	return (&nomad.QueryOptions{Namespace: n.Namespace, WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx)
+}
+
+// Allocs returns the running allocations of the task group.
+func (n *Nomad) Allocs(ctx context.Context) ([]Alloc, error) {
+	stubs, _, err := n.Nomad.Jobs().Allocations(n.Job, false, n.query(ctx, 0))
+	if err != nil {
+		return nil, fmt.Errorf("list allocations of job %s: %w", n.Job, err)
+	}
+	var out []Alloc
+	for _, s := range stubs {
+		if s.ClientStatus != nomad.AllocClientStatusRunning || s.TaskGroup != n.Group {
+			continue
+		}
+		a := Alloc{ID: s.ID, Name: s.Name, Index: allocIndex(s.Name)}
+		a.Version = Version(s.TaskStates[n.Task])
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// allocIndex reads N from an allocation name job.group[N].
+func allocIndex(name string) int {
+	i := len(name) - 1
+	if i < 0 || name[i] != ']' {
+		return -1
+	}
+	j := i
+	for j > 0 && name[j-1] != '[' {
+		j--
+	}
+	n, err := strconv.Atoi(name[j:i])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Version returns the release version a beam task runs, from the driver's
+// task events: the start event's beam.version, or the last successful hot
+// upgrade's beam.hot.version after it.
+func Version(ts *nomad.TaskState) string {
+	if ts == nil {
+		return ""
+	}
+	v := ""
+	for _, e := range ts.Events {
+		switch {
+		case e.Details["beam.version"] != "":
+			v = e.Details["beam.version"]
+		case e.Details["beam.hot"] == "succeeded":
+			v = e.Details["beam.hot.version"]
+		}
+	}
+	return v
+}
+
+// SetTargets changes keys of the Variable with check-and-set, so that
+// concurrent writers never lose each other's keys.
+func (n *Nomad) SetTargets(ctx context.Context, set map[string]*Target) error {
+	vars := n.Nomad.Variables()
+	wo := (&nomad.WriteOptions{Namespace: n.Namespace}).WithContext(ctx)
+	for attempt := 0; ; attempt++ {
+		cur, _, err := vars.Peek(n.Path(), n.query(ctx, 0))
+		if err != nil {
+			return fmt.Errorf("read variable %s: %w", n.Path(), err)
+		}
+		items := map[string]string{}
+		var index uint64
+		if cur != nil {
+			maps.Copy(items, cur.Items)
+			index = cur.ModifyIndex
+		}
+		for k, t := range set {
+			if t == nil {
+				delete(items, k)
+				continue
+			}
+			b, err := json.Marshal(t)
+			if err != nil {
+				return err
+			}
+			items[k] = string(b)
+		}
+		switch {
+		case cur == nil && len(items) == 0:
+			return nil
+		case cur == nil:
+			_, _, err = vars.CheckedCreate(&nomad.Variable{Namespace: n.Namespace, Path: n.Path(), Items: items}, wo)
+		case len(items) == 0:
+			_, err = vars.CheckedDelete(n.Path(), index, wo)
+		default:
+			_, _, err = vars.CheckedUpdate(&nomad.Variable{Namespace: n.Namespace, Path: n.Path(), Items: items, ModifyIndex: index}, wo)
+		}
+		var conflict nomad.ErrCASConflict
+		if errors.As(err, &conflict) && attempt < 10 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write variable %s: %w", n.Path(), err)
+		}
+		return nil
+	}
+}
+
+// Mark returns the time of the task's newest event, by the client's clock:
+// outcomes after it are new, whatever this machine's clock says.
+func (n *Nomad) Mark(ctx context.Context, alloc string) (time.Time, error) {
+	a, _, err := n.Nomad.Allocations().Info(alloc, n.query(ctx, 0))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read allocation %s: %w", alloc, err)
+	}
+	var t int64
+	if ts := a.TaskStates[n.Task]; ts != nil {
+		for _, e := range ts.Events {
+			t = max(t, e.Time)
+		}
+	}
+	return time.Unix(0, t), nil
+}
+
+// WaitOutcome follows the allocation with blocking queries until the
+// driver reports the outcome of the upgrade to version after since.
+func (n *Nomad) WaitOutcome(ctx context.Context, alloc, version string, since time.Time) (Outcome, error) {
+	var index uint64
+	for {
+		a, meta, err := n.Nomad.Allocations().Info(alloc, n.query(ctx, index))
+		if err != nil {
+			if ctx.Err() != nil {
+				return Outcome{}, fmt.Errorf("no outcome from the driver: %w", ctx.Err())
+			}
+			return Outcome{}, fmt.Errorf("read allocation %s: %w", alloc, err)
+		}
+		index = meta.LastIndex
+		if ts := a.TaskStates[n.Task]; ts != nil {
+			for _, e := range ts.Events {
+				r := e.Details["beam.hot"]
+				if r == "" || r == "started" || e.Details["beam.hot.version"] != version || !time.Unix(0, e.Time).After(since) {
+					continue
+				}
+				ms, _ := strconv.Atoi(e.Details["beam.hot.ms"])
+				return Outcome{Result: r, Message: e.DisplayMessage, Took: time.Duration(ms) * time.Millisecond}, nil
+			}
+			if ts.State == "dead" {
+				return Outcome{}, fmt.Errorf("task %s of allocation %s is dead", n.Task, alloc)
+			}
+		}
+	}
+}
+
+// WaitHealthy waits until every Consul check of the allocation passes.
+func (n *Nomad) WaitHealthy(ctx context.Context, alloc string) error {
+	q := (&consul.QueryOptions{Filter: fmt.Sprintf("ServiceID contains %q", alloc)}).WithContext(ctx)
+	last := "no checks registered"
+	for {
+		checks, _, err := n.Consul.Health().State(consul.HealthAny, q)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			last = err.Error()
+		case err == nil && len(checks) > 0:
+			bad := ""
+			for _, c := range checks {
+				if c.Status != consul.HealthPassing {
+					bad = fmt.Sprintf("check %q is %s", c.Name, c.Status)
+				}
+			}
+			if bad == "" {
+				return nil
+			}
+			last = bad
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consul: %s", last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
