@@ -23,6 +23,22 @@ variable "count" {
 job "hello-erl" {
   datacenters = ["*"]
 
+  # A new release (new config.release) is a Nomad deployment: one canary
+  # first, promoted once its Consul checks have passed for
+  # min_healthy_time, then the rest one at a time; a deployment that fails
+  # goes back to the last good job version by itself. Hot upgrades
+  # (beamctl upgrade) do not go through here: they change no jobspec.
+  update {
+    max_parallel      = 1
+    canary            = 1
+    auto_promote      = true
+    auto_revert       = true
+    health_check      = "checks"
+    min_healthy_time  = "5s"
+    healthy_deadline  = "2m"
+    progress_deadline = "5m"
+  }
+
   group "web" {
     count = var.count
 
@@ -67,6 +83,11 @@ job "hello-erl" {
         dist_port   = "dist"
         cookie_file = "secrets/erlang.cookie"
 
+        # Take relup hot upgrades in place: the driver follows the Nomad
+        # Variable nomad/jobs/hello-erl/web/TASK (one key per allocation, written
+        # by `beamctl upgrade`) through the task's workload identity.
+        hot_upgrade {}
+
         # Keep every node connected to all healthy instances of the job.
         cluster_service = "hello-erl-dist"
       }
@@ -82,6 +103,12 @@ job "hello-erl" {
         data        = "{{ with nomadVar \"nomad/jobs/hello-erl\" }}{{ .cookie }}{{ end }}"
         destination = "secrets/erlang.cookie"
         perms       = "0400"
+      }
+
+      # The workload identity token, in secrets/nomad_token, lets the
+      # driver read this task's hot-upgrade Variable.
+      identity {
+        file = true
       }
 
       # SIGTERM (the driver's default) makes the node run init:stop, so the
