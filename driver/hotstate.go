@@ -103,6 +103,11 @@ func (d *Driver) startHot(h *taskHandle, hc HotUpgradeConfig) {
 		return
 	}
 	h.loadHot()
+	// Staging directories of upgrades that a plugin restart cut short.
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(h.state.ReleaseRoot), ".hot-*"))
+	for _, dir := range stale {
+		_ = os.RemoveAll(dir)
+	}
 	ctx, cancel := context.WithCancel(d.ctx)
 	h.stopHot = cancel
 	go d.watchTargets(ctx, h, hc)

@@ -85,8 +85,21 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
 		return false
 	}
+	if st.ReleaseKind == string(release.Shipment) {
+		err := errors.New("a Gleam erlang-shipment has no release_handler release (no .rel, no relup); deploy it as a full release")
+		step.emit(hotRefused, "Hot upgrade to %s refused, node untouched: %v", t.Version, err)
+		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
+		return false
+	}
 	node := &hot.Node{Eval: ctl, Root: st.ReleaseRoot, CallTimeout: hc.timeout()}
 	current, rels, err := node.Releases(ctx)
+	var ce *hot.CallError
+	if errors.As(err, &ce) {
+		err = fmt.Errorf("release_handler does not answer (%v); the release must include sasl", err)
+		step.emit(hotRefused, "Hot upgrade to %s refused, node untouched: %v", t.Version, err)
+		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
+		return false
+	}
 	if err != nil {
 		// The node may still be booting: try again shortly, without
 		// recording a failure.
@@ -97,6 +110,13 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 	if current == t.Version {
 		if st.ReleaseVersion != current {
 			h.setVersion(current)
+		}
+		if status(rels, current) != "permanent" {
+			// Installed, but the upgrade was cut short (the plugin
+			// restarted) before it was made permanent: finish it.
+			err := d.finish(ctx, h, node, step)
+			h.recordHot(raw, current, current, outcomeOf(err), err)
+			return false
 		}
 		h.recordHot(raw, current, current, hotCurrent, nil)
 		return false
@@ -113,9 +133,6 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 	refuse := func(err error) (string, error) {
 		step.emit(hotRefused, "Hot upgrade %s → %s refused, node untouched: %v", step.from, t.Version, err)
 		return hotRefused, err
-	}
-	if st.ReleaseKind == string(release.Shipment) {
-		return refuse(errors.New("a Gleam erlang-shipment has no release_handler release (no .rel, no relup); deploy it as a full release"))
 	}
 	installed := false
 	for _, r := range rels {
@@ -233,6 +250,42 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 	step.emit(hotSucceeded, "Hot upgrade %s → %s done in %d ms: same pid %d, %s is permanent",
 		step.from, t.Version, time.Since(step.start).Milliseconds(), h.pidNow(), t.Version)
 	return hotSucceeded, nil
+}
+
+// finish makes an installed but not yet permanent version permanent, once
+// it is healthy.
+func (d *Driver) finish(ctx context.Context, h *taskHandle, node *hot.Node, step *hotStep) error {
+	st := h.snapshot()
+	pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, step.to)
+	if err == nil {
+		err = node.Healthy(ctx, step.to, pkg.AppNames())
+	}
+	if err == nil {
+		err = node.MakePermanent(ctx, step.to)
+	}
+	if err != nil {
+		step.emit(hotFailed, "Hot upgrade to %s was installed but cannot be made permanent (a restart boots the old version): %v", step.to, err)
+		return err
+	}
+	step.emit(hotSucceeded, "Hot upgrade to %s completed after an interruption: same pid %d, %s is permanent", step.to, h.pidNow(), step.to)
+	return nil
+}
+
+func outcomeOf(err error) string {
+	if err != nil {
+		return hotFailed
+	}
+	return hotSucceeded
+}
+
+// status returns release_handler's status of version vsn.
+func status(rels []hot.Release, vsn string) string {
+	for _, r := range rels {
+		if r.Version == vsn {
+			return r.Status
+		}
+	}
+	return ""
 }
 
 // stageHot fetches the target through the node's cache and unpacks it into

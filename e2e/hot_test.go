@@ -317,3 +317,81 @@ func TestHotUpgradeFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestHotUpgradeShipment checks that a Gleam erlang-shipment, which has no
+// release_handler release, refuses a hot upgrade clearly and keeps running.
+func TestHotUpgradeShipment(t *testing.T) {
+	const tarball = "hello_gleam-0.1.0.tar.gz"
+	j := runJob(t, "beam.nomad.hcl", uniqueJob(t, "hotgleam"), map[string]string{
+		"task": "hello_gleam", "source": releases.URL + "/" + tarball, "sha256": releases.SHA256(t, tarball), "hot": "true",
+	})
+	port := j.port("http")
+	waitHTTP(t, port, "/", 60*time.Second)
+	asked := time.Now()
+	setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.2.0", tarball)})
+	ev := j.waitHot("node", "0.2.0", asked.Add(-time.Second))
+	if ev.Outcome != "refused" || !strings.Contains(ev.Message, "erlang-shipment") || !strings.Contains(ev.Message, "full release") {
+		t.Fatalf("got %s: %q; want a refusal that names the erlang-shipment and a full release", ev.Outcome, ev.Message)
+	}
+	if body := waitHTTP(t, port, "/", 10*time.Second); !strings.Contains(body, "hello from hello_gleam") {
+		t.Errorf("after the refusal: %q", body)
+	}
+}
+
+// TestHotUpgradePluginRestart kills the plugin as soon as an upgrade has
+// started. The restarted plugin must finish the job: the node ends up on
+// the new version, permanent, in the same OS process.
+func TestHotUpgradePluginRestart(t *testing.T) {
+	const v1, v2 = "hello_ex-0.1.0.tar.gz", "hello_ex-0.2.0.tar.gz"
+	j := runJob(t, "beam.nomad.hcl", uniqueJob(t, "hotplugin"), map[string]string{
+		"task": "hello_ex", "source": releases.URL + "/" + v1, "sha256": releases.SHA256(t, v1), "hot": "true",
+	})
+	port := j.port("http")
+	pid, _ := pidCount(t, waitHTTP(t, port, "/", 60*time.Second))
+
+	old := pluginPid(t)
+	asked := time.Now()
+	setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.2.0", v2)})
+	err := waitEvery(5*time.Millisecond, 30*time.Second, func() error {
+		for _, e := range j.alloc().TaskStates["node"].Events {
+			if e.Details["beam.hot"] != "" && time.Unix(0, e.Time).After(asked.Add(-time.Second)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("the upgrade has not started")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed the plugin (pid %d) once the upgrade had started", old)
+
+	err = waitFor(90*time.Second, func() error {
+		body, err := get(port, "/")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, "hello_ex 0.2.0") {
+			return fmt.Errorf("serves %q", body)
+		}
+		out, err := cluster.Nomad("alloc", "fs", j.Alloc, "node/local/release/releases/start_erl.data")
+		if err != nil {
+			return err
+		}
+		if !strings.HasSuffix(strings.TrimSpace(out), " 0.2.0") {
+			return fmt.Errorf("start_erl.data is %q: 0.2.0 is not permanent", out)
+		}
+		if p, _ := pidCount(t, body); p != pid {
+			return permanent{fmt.Errorf("pid %d became %d", pid, p)}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after the plugin restart: %v\n%s", err, j.describe(j.Alloc))
+	}
+	if a := j.alloc(); a.TaskStates["node"].Restarts != 0 {
+		t.Errorf("the task restarted %d times", a.TaskStates["node"].Restarts)
+	}
+}

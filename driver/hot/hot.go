@@ -92,7 +92,7 @@ func (n *Node) call(ctx context.Context, body string) (string, error) {
 	// Run the body in a process of its own, so that a slow step is cut
 	// off on the node as well, not only in erl_call.
 	expr := text + `, Self = self(), Ref = make_ref(), ` +
-		`{Pid, MRef} = spawn_monitor(fun() -> Self ! {Ref, try begin ` + body + ` end catch C:R -> {error, {C, R}} end} end), ` +
+		`{Pid, MRef} = spawn_monitor(fun() -> Self ! {Ref, try begin ` + body + ` end catch Class__:Reason__ -> {error, {Class__, Reason__}} end} end), ` +
 		`receive {Ref, {ok, V}} -> erlang:demonitor(MRef, [flush]), "ok " ++ Txt(V); ` +
 		`{Ref, {error, E}} -> erlang:demonitor(MRef, [flush]), "error " ++ Txt(E); ` +
 		`{Ref, Other} -> erlang:demonitor(MRef, [flush]), "error " ++ Txt({unexpected, Other}); ` +
@@ -107,6 +107,9 @@ func (n *Node) call(ctx context.Context, body string) (string, error) {
 		return v, nil
 	}
 	if v, ok := strings.CutPrefix(out, "error "); ok {
+		if len(v) > 500 {
+			v = v[:500] + " ..."
+		}
 		return "", &CallError{Reason: v}
 	}
 	return "", fmt.Errorf("unexpected answer %q", out)
@@ -194,8 +197,15 @@ func (n *Node) CheckInstall(ctx context.Context, version string) (string, error)
 // Install runs install_release with update_paths and returns the version
 // it upgraded from. A failure is an *InstallError.
 func (n *Node) Install(ctx context.Context, version string) (string, error) {
+	// A code_change crash carries a stack trace; an operator needs the
+	// module and the reason.
 	from, err := n.call(ctx, `case release_handler:install_release(`+quote(version)+`, [{update_paths, true}]) of `+
-		`{ok, From, _} -> {ok, From}; {error, E} -> {error, E} end`)
+		`{ok, From, _} -> {ok, From}; `+
+		`{error, {code_change_failed, _, Mod, _, {'EXIT', {#{'__exception__' := true} = X, _}}}} -> `+
+		`{error, {code_change_failed, Mod, 'Elixir.Exception':message(X)}}; `+
+		`{error, {code_change_failed, _, Mod, _, {'EXIT', {Why, _}}}} -> {error, {code_change_failed, Mod, Why}}; `+
+		`{error, {code_change_failed, _, Mod, _, Why}} -> {error, {code_change_failed, Mod, Why}}; `+
+		`{error, E} -> {error, E} end`)
 	if err == nil {
 		return from, nil
 	}
