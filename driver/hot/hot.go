@@ -127,6 +127,7 @@ func (n *Node) Releases(ctx context.Context) (current string, rels []Release, er
 	}
 	// [{0.2.0,current},{0.1.0,permanent},{current,0.2.0}], strings shown
 	// without their quotes.
+	out = strings.ReplaceAll(out, " ", "") // the printer may wrap lines
 	for _, item := range strings.Split(strings.Trim(out, "[]"), "},{") {
 		a, b, ok := strings.Cut(strings.Trim(item, "{} "), ",")
 		if !ok {
