@@ -98,15 +98,27 @@ func TestStoreOutage(t *testing.T) {
 	t.Run("down at start, back within the window", func(t *testing.T) {
 		stores.StopS3()
 		j := submitJob(t, "beam.nomad.hcl", uniqueJob(t, "outage"), vars)
-		time.Sleep(4 * time.Second)
-		if err := stores.StartS3(); err != nil {
+		// The store comes back once an event has told of a retry, well
+		// within the 20 s window: the SDK's own quick retries come first.
+		err := waitFor(15*time.Second, func() error {
+			var allocs []allocation
+			if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil || len(allocs) == 0 {
+				return fmt.Errorf("not placed yet")
+			}
+			j.Alloc = allocs[0].ID
+			if ev := strings.Join(j.events("node"), "\n"); !strings.Contains(ev, "retrying in") {
+				return fmt.Errorf("no event tells of the retries:\n%s", ev)
+			}
+			return nil
+		})
+		if startErr := stores.StartS3(); startErr != nil {
+			t.Fatal(startErr)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		j.Alloc = j.waitAlloc("running", 2*time.Minute)
 		waitHTTP(t, j.port("http"), "/", 30*time.Second)
-		if ev := strings.Join(j.events("node"), "\n"); !strings.Contains(ev, "retrying in") {
-			t.Errorf("no event tells of the retries:\n%s", ev)
-		}
 	})
 
 	t.Run("down for good", func(t *testing.T) {
