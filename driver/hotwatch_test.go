@@ -68,8 +68,12 @@ func TestMergeTree(t *testing.T) {
 	write(src, "releases/0.2.0/app.rel", "new rel")
 	write(src, "lib/app-0.2.0/ebin/app.app", "new")
 	write(src, "lib/app-0.1.0/ebin/app.app", "would overwrite")
-	if err := mergeTree(src, dst); err != nil {
+	moved, err := mergeTree(src, dst)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(moved) != 2 { // releases/0.2.0 and lib/app-0.2.0, each whole
+		t.Errorf("moved %v, want the two new directories", moved)
 	}
 	for p, want := range map[string]string{
 		"releases/start_erl.data":    "13.1.5 0.1.0", // kept: release_handler owns it

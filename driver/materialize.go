@@ -72,9 +72,10 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 // mergeTree moves into dst every file and directory of src that dst does not
 // have, and leaves what dst has alone: how a hot-upgrade package joins a
 // live release root, like release_handler's own unpack with keep_old_files.
-// src and dst must be on one file system.
-func mergeTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+// src and dst must be on one file system. It returns what it moved.
+func mergeTree(src, dst string) ([]string, error) {
+	var moved []string
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -91,9 +92,11 @@ func mergeTree(src, dst string) error {
 		if err := os.Rename(p, out); err != nil {
 			return err
 		}
+		moved = append(moved, out)
 		if d.IsDir() {
 			return fs.SkipDir
 		}
 		return nil
 	})
+	return moved, err
 }

@@ -88,6 +88,12 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 			return nil, d.fail(cfg, "Hot upgrades need releases/RELEASES, which cannot be written: %v", err)
 		}
 	}
+	if tc.HotUpgrade.Enabled && cfg.User != "" {
+		// release_handler, in the node, writes the release's files.
+		if err := launch.Chown(rel.Root, cfg.User); err != nil {
+			return nil, d.fail(cfg, "Hot upgrades need the release owned by user %s: %v", cfg.User, err)
+		}
+	}
 
 	node, port, err := nodeName(cfg, tc)
 	if err != nil {

@@ -160,14 +160,33 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		if err := pkg.CheckUpgrade(st.ReleaseName, step.from, st.ERTS); err != nil {
 			return refuse(err)
 		}
-		if err := mergeTree(pkg.Root, st.ReleaseRoot); err != nil {
+		moved, err := mergeTree(pkg.Root, st.ReleaseRoot)
+		// Until release_handler knows the release, what was added is the
+		// driver's to take back.
+		unmerge := func() {
+			for _, p := range moved {
+				_ = os.RemoveAll(p)
+			}
+		}
+		if err != nil {
+			unmerge()
 			return refuse(fmt.Errorf("cannot add the release to the node's root: %w", err))
 		}
 		rel := &release.Release{Root: st.ReleaseRoot, Name: st.ReleaseName, Version: t.Version, Kind: release.Kind(st.ReleaseKind)}
 		if err := launch.Scrub(rel); err != nil {
+			unmerge()
 			return refuse(err)
 		}
+		if u := h.taskConfig.User; u != "" {
+			for _, p := range moved {
+				if err := launch.Chown(p, u); err != nil {
+					unmerge()
+					return refuse(err)
+				}
+			}
+		}
 		if _, err := node.Unpacked(ctx, pkg.RelFileIn(st.ReleaseRoot)); err != nil {
+			unmerge()
 			return refuse(err)
 		}
 		unpacked = true

@@ -279,12 +279,19 @@ func lookupUser(name string) (int, int, error) {
 // chownTree gives dir and everything in it to a user, without following
 // links.
 func chownTree(dir, name string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+		return fmt.Errorf("launch: %w", err)
+	}
+	return Chown(dir, name)
+}
+
+// Chown gives dir and everything under it to the user called name: for a
+// node that runs as the task's user and must write its release's files,
+// as release_handler does in a hot upgrade.
+func Chown(dir, name string) error {
 	uid, gid, err := lookupUser(name)
 	if err != nil {
 		return err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
-		return fmt.Errorf("launch: %w", err)
 	}
 	return filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
 		if err != nil {
