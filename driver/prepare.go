@@ -30,6 +30,9 @@ type prepared struct {
 	distPort int
 	home     string
 	tlsOpt   string
+	// base is the version the allocation started from; release.Version
+	// differs after a hot upgrade and a restart.
+	base string
 }
 
 // prepare fetches, verifies and unpacks the release into the task's local
@@ -40,7 +43,9 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	dir := filepath.Join(cfg.TaskDir().LocalDir, "release")
 	marker := filepath.Join(cfg.TaskDir().LocalDir, ".beam-release")
 	stamp := tc.Release.Source + "\n" + tc.Release.SHA256 + "\n"
-	if b, err := os.ReadFile(marker); err == nil && string(b) == stamp {
+	base := "" // the version the allocation started from, before hot upgrades
+	if b, err := os.ReadFile(marker); err == nil && strings.HasPrefix(string(b), stamp) {
+		base = strings.TrimSpace(strings.TrimPrefix(string(b), stamp))
 		// A restart within the allocation: the release unpacked for it
 		// stays, with the hot upgrades it took. The node boots the
 		// version that was made permanent.
@@ -64,13 +69,16 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 			_ = os.RemoveAll(dir)
 			return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
 		}
-		if err := os.WriteFile(marker, []byte(stamp), 0o600); err != nil {
-			return nil, d.fail(cfg, "cannot write %s: %v", marker, err)
-		}
 	}
 	rel, err := release.Find(dir, tc.Release.Name)
 	if err != nil {
 		return nil, d.fail(cfg, "Bad release in %s: %v", src, err)
+	}
+	if base == "" {
+		base = rel.Version
+		if err := os.WriteFile(marker, []byte(stamp+base+"\n"), 0o600); err != nil {
+			return nil, d.fail(cfg, "cannot write %s: %v", marker, err)
+		}
 	}
 	host := d.host.probe(ctx)
 	if err := rel.Check(host.ERTS); err != nil {
@@ -138,7 +146,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		unset = append(unset, tc.CookieEnv)
 	}
 	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
-		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile}, nil
+		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile, base: base}, nil
 }
 
 // readCookie returns the distribution cookie from the task's cookie_file or

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -105,6 +106,28 @@ func TestHotCanary(t *testing.T) {
 					t.Error("the rollout went on past the failed allocation")
 				}
 			}
+			// The status command tells the same story.
+			out, code = beamctl(t, "status", "-job", j.ID, "-json")
+			var rows []struct {
+				Name, Base, Hot, Health string
+				LastResultJSON          string `json:"last_result"`
+			}
+			if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 3 {
+				t.Fatalf("beamctl status -json: exit %d, %v, %d rows:\n%s", code, err, len(rows), out)
+			}
+			for i, r := range rows {
+				wantHot, wantLast := "0.2.0", "succeeded 0.2.0"
+				if tc.code != 0 {
+					wantHot = ""
+					wantLast = map[int]string{0: "succeeded 0.1.0", 1: "failed 0.2.0", 2: "healthy"}[i] // [2] keeps its full deploy
+				}
+				if r.Base != "0.1.0" || r.Hot != wantHot || r.LastResultJSON != wantLast {
+					t.Errorf("status of %s: base %q hot %q last %q; want 0.1.0, %q, %q", r.Name, r.Base, r.Hot, r.LastResultJSON, wantHot, wantLast)
+				}
+			}
+			table, _ := beamctl(t, "status", "-job", j.ID)
+			t.Logf("beamctl status:\n%s", table)
+
 			for _, b := range before {
 				body := waitHTTP(t, b.port, "/", 30*time.Second)
 				if !strings.Contains(body, tc.want) {

@@ -29,6 +29,7 @@ type command struct {
 
 var commands = map[string]command{
 	"upgrade": {"hot-upgrade a job's allocations one at a time (the hot canary)", runUpgrade},
+	"status":  {"show every allocation of a job: versions, health, restarts, last deploy", runStatus},
 }
 
 func main() {

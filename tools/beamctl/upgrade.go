@@ -71,9 +71,9 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var missing []string
-	for name, v := range map[string]string{"-job": f.job, "-version": f.version, "-source": f.source} {
-		if v == "" {
-			missing = append(missing, name)
+	for _, fl := range [][2]string{{"-job", f.job}, {"-version", f.version}, {"-source", f.source}} {
+		if fl[1] == "" {
+			missing = append(missing, fl[0])
 		}
 	}
 	if len(missing) > 0 || fs.NArg() > 0 {

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
+)
+
+const statusHelp = `Usage: beamctl status [options]
+
+  Shows one row per allocation of a job's beam task: the BEAM node and
+  the Nomad client it runs on, the base release version and the hot
+  version a hot upgrade installed, Consul health, crash restarts, uptime,
+  and the last deploy (full or hot) with its result.
+
+Example:
+
+  beamctl status -job hello
+  beamctl status -job hello -json | jq '.[] | select(.health != "passing")'
+
+Options:
+`
+
+func runStatus(args []string, stdout, stderr io.Writer) int {
+	var address, namespace, job, group, task string
+	var asJSON bool
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, statusHelp)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&address, "address", "", "Nomad's HTTP address (default: NOMAD_ADDR or http://127.0.0.1:4646)")
+	fs.StringVar(&namespace, "namespace", "", "the job's namespace (default: NOMAD_NAMESPACE or default)")
+	fs.StringVar(&job, "job", "", "the job ID (required)")
+	fs.StringVar(&group, "group", "", "the task group (default: the job's only group with a beam task)")
+	fs.StringVar(&task, "task", "", "the beam task (default: the group's only beam task)")
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if job == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "beamctl status: missing -job; see beamctl status -help")
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := clusterFor(ctx, address, namespace, job, group, task)
+	if err != nil {
+		fmt.Fprintf(stderr, "beamctl status: %v\n", err)
+		return exitCluster
+	}
+	rows, err := c.Statuses(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "beamctl status: %v\n", err)
+		return exitCluster
+	}
+	if asJSON {
+		if rows == nil {
+			rows = []rollout.Status{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rows)
+		return exitOK
+	}
+	writeStatus(stdout, rows)
+	return exitOK
+}
+
+// writeStatus prints the status table.
+func writeStatus(w io.Writer, rows []rollout.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ALLOC\tNAME\tNODE\tCLIENT\tBASE\tHOT\tHEALTH\tRESTARTS\tUPTIME\tLAST DEPLOY")
+	for _, r := range rows {
+		id := r.Alloc
+		if len(id) > 8 {
+			id = id[:8]
+		}
+		last := r.LastDeploy
+		if r.LastResult != "" {
+			last += " (" + r.LastResult + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, r.Name, dash(r.Node), dash(r.Client),
+			dash(r.Base), dash(r.Hot), r.Health, r.Restarts, uptime(r.Uptime), dash(last))
+	}
+	_ = tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func uptime(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
