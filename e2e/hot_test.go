@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -39,25 +38,7 @@ func setHot(t testing.TB, jobID string, targets map[string]hotTarget) {
 		b, _ := json.Marshal(v)
 		items[k] = string(b)
 	}
-	body, _ := json.Marshal(map[string]any{"Items": items})
-	req, err := http.NewRequest(http.MethodPut, cluster.NomadAddr+"/v1/var/"+hotPath(jobID), bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("put variable %s: %s", hotPath(jobID), resp.Status)
-	}
-	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, cluster.NomadAddr+"/v1/var/"+hotPath(jobID), nil)
-		if resp, err := httpClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	putVar(t, hotPath(jobID), items)
 }
 
 // hotEvent is a driver event about a hot upgrade.

@@ -298,8 +298,16 @@ func putSecrets(t testing.TB, id string, items map[string]string) string {
 	for k, v := range items {
 		all[k] = v
 	}
-	body, _ := json.Marshal(map[string]any{"Items": all})
-	req, err := http.NewRequest(http.MethodPut, cluster.NomadAddr+"/v1/var/nomad/jobs/"+id, bytes.NewReader(body))
+	putVar(t, "nomad/jobs/"+id, all)
+	return cookie
+}
+
+// putVar writes a Nomad Variable through the HTTP API, and deletes it when
+// the test ends.
+func putVar(t testing.TB, path string, items map[string]string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"Items": items})
+	req, err := http.NewRequest(http.MethodPut, cluster.NomadAddr+"/v1/var/"+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,13 +317,12 @@ func putSecrets(t testing.TB, id string, items map[string]string) string {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("put variable nomad/jobs/%s: %s", id, resp.Status)
+		t.Fatalf("put variable %s: %s", path, resp.Status)
 	}
 	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, cluster.NomadAddr+"/v1/var/nomad/jobs/"+id, nil)
+		req, _ := http.NewRequest(http.MethodDelete, cluster.NomadAddr+"/v1/var/"+path, nil)
 		if resp, err := httpClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	})
-	return cookie
 }

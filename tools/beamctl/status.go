@@ -29,7 +29,7 @@ Options:
 `
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	var address, namespace, job, group, task string
+	var f jobFlags
 	var asJSON bool
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -37,11 +37,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, statusHelp)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&address, "address", "", "Nomad's HTTP address (default: NOMAD_ADDR or http://127.0.0.1:4646)")
-	fs.StringVar(&namespace, "namespace", "", "the job's namespace (default: NOMAD_NAMESPACE or default)")
-	fs.StringVar(&job, "job", "", "the job ID (required)")
-	fs.StringVar(&group, "group", "", "the task group (default: the job's only group with a beam task)")
-	fs.StringVar(&task, "task", "", "the beam task (default: the group's only beam task)")
+	f.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -49,13 +45,13 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if job == "" || fs.NArg() > 0 {
+	if f.job == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "beamctl status: missing -job; see beamctl status -help")
 		return exitUsage
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := clusterFor(ctx, address, namespace, job, group, task)
+	c, err := f.cluster(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "beamctl status: %v\n", err)
 		return exitCluster

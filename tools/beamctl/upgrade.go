@@ -40,10 +40,10 @@ Options:
 `
 
 type upgradeFlags struct {
-	address, namespace, job, group, task string
-	version, source, sha256              string
-	timeout                              time.Duration
-	json                                 bool
+	jobFlags
+	version, source, sha256 string
+	timeout                 time.Duration
+	json                    bool
 }
 
 func runUpgrade(args []string, stdout, stderr io.Writer) int {
@@ -54,11 +54,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, upgradeHelp)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&f.address, "address", "", "Nomad's HTTP address (default: NOMAD_ADDR or http://127.0.0.1:4646)")
-	fs.StringVar(&f.namespace, "namespace", "", "the job's namespace (default: NOMAD_NAMESPACE or default)")
-	fs.StringVar(&f.job, "job", "", "the job ID (required)")
-	fs.StringVar(&f.group, "group", "", "the task group (default: the job's only group with a beam task)")
-	fs.StringVar(&f.task, "task", "", "the beam task (default: the group's only beam task)")
+	f.register(fs)
 	fs.StringVar(&f.version, "version", "", "the release version to upgrade to (required)")
 	fs.StringVar(&f.source, "source", "", "where the release tarball is: s3://, gs://, https://, file:// (required)")
 	fs.StringVar(&f.sha256, "sha256", "", "the tarball's sha256 (default: the driver reads SOURCE.sha256)")
@@ -83,7 +79,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	c, err := clusterFor(ctx, f.address, f.namespace, f.job, f.group, f.task)
+	c, err := f.cluster(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
 		return exitCluster
@@ -132,6 +128,23 @@ func short(a rollout.Alloc) string {
 		return fmt.Sprintf("%s[%d]", a.ID[:8], a.Index)
 	}
 	return a.ID
+}
+
+// jobFlags are the flags that name a job's beam task and reach its cluster.
+type jobFlags struct {
+	address, namespace, job, group, task string
+}
+
+func (f *jobFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.address, "address", "", "Nomad's HTTP address (default: NOMAD_ADDR or http://127.0.0.1:4646)")
+	fs.StringVar(&f.namespace, "namespace", "", "the job's namespace (default: NOMAD_NAMESPACE or default)")
+	fs.StringVar(&f.job, "job", "", "the job ID (required)")
+	fs.StringVar(&f.group, "group", "", "the task group (default: the job's only group with a beam task)")
+	fs.StringVar(&f.task, "task", "", "the beam task (default: the group's only beam task)")
+}
+
+func (f *jobFlags) cluster(ctx context.Context) (*rollout.Nomad, error) {
+	return clusterFor(ctx, f.address, f.namespace, f.job, f.group, f.task)
 }
 
 // clusterFor connects to Nomad and Consul and finds the job's beam task.
