@@ -15,26 +15,34 @@ import (
 )
 
 // beamctl runs the job tooling CLI against the cluster, with the tokens in
-// its environment as an operator's shell would have them.
+// its environment as an operator's shell would have them, and returns its
+// stdout and then its stderr.
 func beamctl(t testing.TB, args ...string) (string, int) {
+	t.Helper()
+	out, errs, code := beamctlSplit(t, args...)
+	return out + errs, code
+}
+
+// beamctlSplit is beamctl with stdout and stderr apart, for -json output.
+func beamctlSplit(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(cluster.Root, "bin", "beamctl"), args...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(), stores.Env()...),
 		"NOMAD_ADDR="+cluster.NomadAddr, "NOMAD_TOKEN="+cluster.NomadToken,
 		"CONSUL_HTTP_ADDR="+strings.TrimPrefix(cluster.ConsulAddr, "http://"), "CONSUL_HTTP_TOKEN="+cluster.ConsulToken)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
-		return out.String(), ee.ExitCode()
+		return out.String(), errb.String(), ee.ExitCode()
 	case err != nil:
-		t.Fatalf("beamctl: %v\n%s", err, out.String())
+		t.Fatalf("beamctl: %v\n%s%s", err, out.String(), errb.String())
 	}
-	return out.String(), 0
+	return out.String(), errb.String(), 0
 }
 
 // appState is what one allocation's app answers.
@@ -107,7 +115,7 @@ func TestHotCanary(t *testing.T) {
 				}
 			}
 			// The status command tells the same story.
-			out, code = beamctl(t, "status", "-job", j.ID, "-json")
+			out, _, code = beamctlSplit(t, "status", "-job", j.ID, "-json")
 			var rows []struct {
 				Name, Base, Hot, Health string
 				LastResultJSON          string `json:"last_result"`

@@ -49,6 +49,13 @@ job "app" {
       port "dist" {}
     }
 
+    # A failed allocation stays failed, so that a failing deployment
+    # fails at once rather than at its progress deadline.
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
     restart {
       attempts = var.restarts
       delay    = "1s"

@@ -41,7 +41,7 @@ func (n *Nomad) Allocs(ctx context.Context) ([]Alloc, error) {
 	}
 	var out []Alloc
 	for _, s := range stubs {
-		if s.ClientStatus != nomad.AllocClientStatusRunning || s.TaskGroup != n.Group {
+		if s.ClientStatus != nomad.AllocClientStatusRunning || s.DesiredStatus != "run" || s.TaskGroup != n.Group {
 			continue
 		}
 		a := Alloc{ID: s.ID, Name: s.Name, Index: allocIndex(s.Name)}
@@ -207,4 +207,23 @@ func (n *Nomad) WaitHealthy(ctx context.Context, alloc string) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// ReleaseInfo is what the driver's start event tells of a task's release.
+type ReleaseInfo struct {
+	Name, Kind, Node, Version string
+}
+
+// Release reads the release of a beam task from its latest start event.
+func Release(ts *nomad.TaskState) ReleaseInfo {
+	var r ReleaseInfo
+	if ts == nil {
+		return r
+	}
+	for _, e := range ts.Events {
+		if v := e.Details["beam.version"]; v != "" {
+			r = ReleaseInfo{Name: e.Details["beam.release"], Kind: e.Details["beam.kind"], Node: e.Details["beam.node"], Version: v}
+		}
+	}
+	return r
 }

@@ -39,7 +39,8 @@ func (n *Nomad) Statuses(ctx context.Context) ([]Status, error) {
 	}
 	var out []Status
 	for _, s := range stubs {
-		if s.TaskGroup != n.Group || (s.ClientStatus != nomad.AllocClientStatusRunning && s.ClientStatus != nomad.AllocClientStatusPending) {
+		if s.TaskGroup != n.Group || s.DesiredStatus != "run" ||
+			(s.ClientStatus != nomad.AllocClientStatusRunning && s.ClientStatus != nomad.AllocClientStatusPending) {
 			continue
 		}
 		st := Status{Alloc: s.ID, Name: s.Name, Client: s.NodeName, State: s.ClientStatus, Health: "none"}

@@ -1,0 +1,184 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	nomad "github.com/hashicorp/nomad/api"
+)
+
+// DeployProgress is one change in a deployment, for progress output.
+type DeployProgress struct {
+	Status, Description string
+	// Groups holds one line per task group: placed, healthy, canaries.
+	Groups []string
+}
+
+// DeployError is a deployment that did not succeed.
+type DeployError struct {
+	Status, Description string
+}
+
+func (e *DeployError) Error() string {
+	return fmt.Sprintf("deployment %s: %s", e.Status, e.Description)
+}
+
+// Deploy registers job and follows its deployment until it ends. It
+// returns nil only when the deployment succeeded, or when the job changed
+// without one (no update block, or nothing to deploy).
+func Deploy(ctx context.Context, c *nomad.Client, job *nomad.Job, ns string, progress func(DeployProgress)) error {
+	if progress == nil {
+		progress = func(DeployProgress) {}
+	}
+	wo := (&nomad.WriteOptions{Namespace: ns}).WithContext(ctx)
+	resp, _, err := c.Jobs().Register(job, wo)
+	if err != nil {
+		return fmt.Errorf("register job %s: %w", *job.ID, err)
+	}
+	id := *job.ID
+	var last string
+	var index uint64
+	for {
+		q := (&nomad.QueryOptions{Namespace: ns, WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx)
+		d, meta, err := c.Jobs().LatestDeployment(id, q)
+		if err != nil {
+			return fmt.Errorf("read the deployment of %s: %w", id, err)
+		}
+		index = meta.LastIndex
+		if d == nil || d.JobModifyIndex < resp.JobModifyIndex {
+			// No deployment for this version yet: there will be none if
+			// the evaluation finished without one.
+			ev, _, err := c.Evaluations().Info(resp.EvalID, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
+			if err == nil && ev.Status == "complete" && ev.DeploymentID == "" {
+				if d2, _, _ := c.Jobs().LatestDeployment(id, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)); d2 == nil || d2.JobModifyIndex < resp.JobModifyIndex {
+					progress(DeployProgress{Status: "none", Description: "the job changed without a deployment"})
+					return nil
+				}
+			}
+			if err == nil && ev.Status == "failed" {
+				return fmt.Errorf("evaluation %s failed: %s", ev.ID, ev.StatusDescription)
+			}
+			index = 0
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		p := DeployProgress{Status: d.Status, Description: d.StatusDescription, Groups: groupLines(d)}
+		if s := fmt.Sprint(p); s != last {
+			last = s
+			progress(p)
+		}
+		switch d.Status {
+		case nomad.DeploymentStatusSuccessful:
+			return nil
+		case nomad.DeploymentStatusFailed, nomad.DeploymentStatusCancelled:
+			return &DeployError{Status: d.Status, Description: d.StatusDescription}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+func groupLines(d *nomad.Deployment) []string {
+	var names []string
+	for n := range d.TaskGroups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []string
+	for _, n := range names {
+		s := d.TaskGroups[n]
+		line := fmt.Sprintf("%s: %d/%d placed, %d healthy, %d unhealthy", n, s.PlacedAllocs, s.DesiredTotal, s.HealthyAllocs, s.UnhealthyAllocs)
+		if s.DesiredCanaries > 0 {
+			line += fmt.Sprintf(", canaries %d/%d", len(s.PlacedCanaries), s.DesiredCanaries)
+			if s.Promoted {
+				line += " (promoted)"
+			}
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+// ClearStaleTargets drops, from the hot-upgrade Variable of each beam task
+// of the job, the keys of allocations that no longer run and, when the
+// job's release source changed (a new base version), the "all" key: hot
+// targets for the old base do not apply to the new one.
+func ClearStaleTargets(ctx context.Context, c *nomad.Client, job *nomad.Job, ns string, baseChanged map[string]bool) error {
+	stubs, _, err := c.Jobs().Allocations(*job.ID, false, (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	running := map[string]bool{}
+	for _, s := range stubs {
+		if s.ClientStatus == nomad.AllocClientStatusRunning || s.ClientStatus == nomad.AllocClientStatusPending {
+			running[s.ID] = true
+		}
+	}
+	var errs []error
+	for _, tg := range job.TaskGroups {
+		for _, t := range tg.Tasks {
+			if t.Driver != "beam" {
+				continue
+			}
+			n := &Nomad{Nomad: c, Job: *job.ID, Group: *tg.Name, Task: t.Name, Namespace: ns}
+			cur, _, err := c.Variables().Peek(n.Path(), n.query(ctx, 0))
+			if err != nil || cur == nil {
+				continue
+			}
+			set := map[string]*Target{}
+			for k := range cur.Items {
+				if (k == AllKey && baseChanged[*tg.Name+"/"+t.Name]) || (k != AllKey && !running[k]) {
+					set[k] = nil
+				}
+			}
+			if len(set) > 0 {
+				if err := n.SetTargets(ctx, set); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReleaseSources returns the release.source of each beam task of a job, by
+// "group/task".
+func ReleaseSources(job *nomad.Job) map[string]string {
+	out := map[string]string{}
+	if job == nil {
+		return out
+	}
+	for _, tg := range job.TaskGroups {
+		for _, t := range tg.Tasks {
+			if t.Driver != "beam" {
+				continue
+			}
+			src := ""
+			switch r := t.Config["release"].(type) {
+			case map[string]any:
+				src, _ = r["source"].(string)
+			case []map[string]any:
+				if len(r) > 0 {
+					src, _ = r[0]["source"].(string)
+				}
+			case []any:
+				if len(r) > 0 {
+					if m, ok := r[0].(map[string]any); ok {
+						src, _ = m["source"].(string)
+					}
+				}
+			}
+			out[*tg.Name+"/"+t.Name] = strings.TrimSpace(src)
+		}
+	}
+	return out
+}
