@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -25,6 +27,22 @@ func TestClusterThroughConsul(t *testing.T) {
 	// cookie on a command line.
 	if leaks := watchCmdlines(j.Cookie, func() { waitCluster(t, j, 3, "") }); len(leaks) > 0 {
 		t.Errorf("the cookie is on a command line while the driver clusters the nodes:\n%s", strings.Join(leaks, "\n"))
+	}
+
+	// beamctl status asks each node whom it sees: the two others.
+	out, errs, code := beamctlSplit(t, "status", "-job", id, "-json")
+	var rows []struct {
+		Node       string
+		Peers      []string
+		PeersError string `json:"peers_error"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil || len(rows) != 3 {
+		t.Fatalf("beamctl status: exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	for _, r := range rows {
+		if len(r.Peers) != 2 || slices.Contains(r.Peers, r.Node) {
+			t.Errorf("status: %s sees peers %v (%s), want the two others", r.Node, r.Peers, r.PeersError)
+		}
 	}
 
 	// Stop one allocation: Nomad replaces it.

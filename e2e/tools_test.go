@@ -112,7 +112,7 @@ func TestDayTwo(t *testing.T) {
 	out, code = beamctl(t, "deploy", "-var", "job="+bad, "-var", "task=hello_erl",
 		"-var", "source="+releases.URL+"/hello_erl-0.1.0.tar.gz", "-var", "sha256="+strings.Repeat("0", 64),
 		cluster.Root+"/e2e/testdata/beam.nomad.hcl")
-	if code != 1 || !strings.Contains(out, "deployment failed") {
+	if code != 1 || !strings.Contains(out, "deployment failed") || !strings.Contains(out, "sha256 mismatch") {
 		t.Errorf("a failing deploy: exit %d, want 1 and the deployment's failure\n%s", code, out)
 	}
 }

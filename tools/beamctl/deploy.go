@@ -142,6 +142,9 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "beamctl deploy: %v\n", err)
 		var de *rollout.DeployError
 		if errors.As(err, &de) {
+			for _, r := range rollout.FailureReasons(context.WithoutCancel(ctx), c, *job.ID, cfg.Namespace) {
+				fmt.Fprintf(stderr, "    %s\n", r)
+			}
 			return exitFailed
 		}
 		return exitCluster

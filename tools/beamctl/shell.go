@@ -68,7 +68,7 @@ func runShell(args []string, stdout, stderr io.Writer) int {
 		return exitCluster
 	}
 	ts := a.TaskStates[c.Task]
-	cmd, err := shellCommand(rollout.Release(ts), expr)
+	cmd, err := rollout.Release(ts).Command(expr)
 	if err != nil {
 		fmt.Fprintf(stderr, "beamctl shell: %v\n", err)
 		return exitFailed
@@ -96,27 +96,6 @@ func runShell(args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
-}
-
-// shellCommand returns the command that opens a shell on the node (or
-// evaluates expr on it), run in the release's root as exec does.
-func shellCommand(r rollout.ReleaseInfo, expr string) ([]string, error) {
-	bin := "bin/" + r.Name
-	switch r.Kind {
-	case "mix":
-		if expr != "" {
-			return []string{bin, "rpc", "IO.inspect(" + expr + ")"}, nil
-		}
-		return []string{bin, "remote"}, nil
-	case "relx":
-		if expr != "" {
-			return []string{bin, "eval", expr}, nil
-		}
-		return []string{bin, "remote_console"}, nil
-	case "shipment":
-		return nil, errors.New("a Gleam erlang-shipment has no remote console script; run erl -remsh through nomad alloc exec")
-	}
-	return nil, errors.New("cannot tell the release kind of this allocation from its task events; is it a beam task that started?")
 }
 
 // pickAlloc returns the running allocation whose ID starts with prefix, or

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +20,8 @@ const statusHelp = `Usage: beamctl status [options]
   Shows one row per allocation of a job's beam task: the BEAM node and
   the Nomad client it runs on, the base release version and the hot
   version a hot upgrade installed, Consul health, crash restarts, uptime,
-  and the last deploy (full or hot) with its result.
+  the last deploy (full or hot) with its result, and the cluster peers the
+  node sees (asked of each node through Nomad's exec).
 
 Example:
 
@@ -77,7 +80,7 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 // writeStatus prints the status table.
 func writeStatus(w io.Writer, rows []rollout.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALLOC\tNAME\tNODE\tCLIENT\tBASE\tHOT\tHEALTH\tRESTARTS\tUPTIME\tLAST DEPLOY")
+	fmt.Fprintln(tw, "ALLOC\tNAME\tNODE\tCLIENT\tBASE\tHOT\tHEALTH\tRESTARTS\tUPTIME\tLAST DEPLOY\tPEERS")
 	for _, r := range rows {
 		id := r.Alloc
 		if len(id) > 8 {
@@ -87,8 +90,15 @@ func writeStatus(w io.Writer, rows []rollout.Status) {
 		if r.LastResult != "" {
 			last += " (" + r.LastResult + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, r.Name, dash(r.Node), dash(r.Client),
-			dash(r.Base), dash(r.Hot), r.Health, r.Restarts, uptime(r.Uptime), dash(last))
+		peers := strconv.Itoa(len(r.Peers))
+		if len(r.Peers) > 0 {
+			peers += " (" + strings.Join(r.Peers, " ") + ")"
+		}
+		if r.PeersError != "" {
+			peers = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, r.Name, dash(r.Node), dash(r.Client),
+			dash(r.Base), dash(r.Hot), r.Health, r.Restarts, uptime(r.Uptime), dash(last), peers)
 	}
 	_ = tw.Flush()
 }

@@ -14,19 +14,19 @@ func TestWriteStatus(t *testing.T) {
 	writeStatus(&b, []rollout.Status{
 		{Alloc: "0b0e7a4c-1111", Name: "hello.web[0]", Node: "hello-0b0e7a4c@10.0.0.1", Client: "client-1",
 			Base: "0.1.0", Hot: "0.2.0", Health: "passing", Restarts: 1, Uptime: 90 * time.Minute,
-			LastDeploy: "hot", LastResult: "succeeded 0.2.0"},
+			LastDeploy: "hot", LastResult: "succeeded 0.2.0", Peers: []string{"hello-9f@10.0.0.2"}},
 		{Alloc: "9f", Name: "hello.web[1]", Health: "none"},
 	})
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if len(lines) != 3 {
 		t.Fatalf("want a header and two rows:\n%s", b.String())
 	}
-	for _, want := range []string{"0b0e7a4c ", "hello-0b0e7a4c@10.0.0.1", "0.1.0", "0.2.0", "passing", "1h30m0s", "hot (succeeded 0.2.0)"} {
+	for _, want := range []string{"0b0e7a4c ", "hello-0b0e7a4c@10.0.0.1", "0.1.0", "0.2.0", "passing", "1h30m0s", "hot (succeeded 0.2.0)", "1 (hello-9f@10.0.0.2)"} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("row %q lacks %q", lines[1], want)
 		}
 	}
-	if f := strings.Fields(lines[2]); len(f) != 10 || f[2] != "-" {
+	if f := strings.Fields(lines[2]); len(f) != 11 || f[2] != "-" || f[10] != "0" {
 		t.Errorf("empty fields must print as -: %q", lines[2])
 	}
 	// Columns line up: every row starts its NAME where the header does.
@@ -46,7 +46,7 @@ func TestRunUsage(t *testing.T) {
 	}{
 		{nil, exitUsage, "Usage: beamctl"},
 		{[]string{"nope"}, exitUsage, `unknown command "nope"`},
-		{[]string{"upgrade", "-job", "x"}, exitUsage, "missing -version, -source"},
+		{[]string{"upgrade", "-job", "x"}, exitUsage, "missing -version"},
 		{[]string{"status"}, exitUsage, "missing -job"},
 		{[]string{"upgrade", "-help"}, exitOK, "Example:"},
 		{[]string{"status", "-help"}, exitOK, "Example:"},

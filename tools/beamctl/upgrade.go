@@ -31,10 +31,14 @@ const upgradeHelp = `Usage: beamctl upgrade [options]
   The release must be a hot-upgrade package: releases/VSN/relup with a
   path up from the version the allocations run.
 
+  Without -source, the version must already be on the nodes: that is a
+  hot rollback, for example to the job's base version.
+
 Example:
 
   beamctl upgrade -job hello -version 0.2.0 \
     -source s3://releases/dist/hello/hello-0.2.0.tar.gz
+  beamctl upgrade -job hello -version 0.1.0    # back again
 
 Options:
 `
@@ -56,7 +60,8 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	}
 	f.register(fs)
 	fs.StringVar(&f.version, "version", "", "the release version to upgrade to (required)")
-	fs.StringVar(&f.source, "source", "", "where the release tarball is: s3://, gs://, https://, file:// (required)")
+	fs.StringVar(&f.source, "source", "", "where the release tarball is: s3://, gs://, https://, file://; "+
+		"without it, the version must be on the nodes already (a hot rollback)")
 	fs.StringVar(&f.sha256, "sha256", "", "the tarball's sha256 (default: the driver reads SOURCE.sha256)")
 	fs.DurationVar(&f.timeout, "step-timeout", 2*time.Minute, "how long one allocation may take to upgrade and pass its checks")
 	fs.BoolVar(&f.json, "json", false, "print progress as JSON lines")
@@ -67,7 +72,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var missing []string
-	for _, fl := range [][2]string{{"-job", f.job}, {"-version", f.version}, {"-source", f.source}} {
+	for _, fl := range [][2]string{{"-job", f.job}, {"-version", f.version}} {
 		if fl[1] == "" {
 			missing = append(missing, fl[0])
 		}

@@ -182,3 +182,36 @@ func ReleaseSources(job *nomad.Job) map[string]string {
 	}
 	return out
 }
+
+// FailureReasons explains a failed deployment: for each allocation of it
+// that failed or turned unhealthy, the task events that say why, such as
+// the driver's "sha256 mismatch".
+func FailureReasons(ctx context.Context, c *nomad.Client, jobID, ns string) []string {
+	q := (&nomad.QueryOptions{Namespace: ns}).WithContext(ctx)
+	d, _, err := c.Jobs().LatestDeployment(jobID, q)
+	if err != nil || d == nil {
+		return nil
+	}
+	allocs, _, err := c.Deployments().Allocations(d.ID, q)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range allocs {
+		healthy := a.DeploymentStatus != nil && a.DeploymentStatus.Healthy != nil && *a.DeploymentStatus.Healthy
+		if healthy || (a.ClientStatus != nomad.AllocClientStatusFailed && a.DeploymentStatus == nil) {
+			continue
+		}
+		for task, ts := range a.TaskStates {
+			if ts == nil {
+				continue
+			}
+			for _, e := range ts.Events {
+				if e.FailsTask || e.Type == "Driver Failure" || e.Type == "Terminated" || e.Details["beam.hot"] == "" && e.Type == "Driver" && strings.Contains(e.DisplayMessage, "failed") {
+					out = append(out, fmt.Sprintf("%s %s: %s: %s", a.ID[:8], task, e.Type, e.DisplayMessage))
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,12 +1,14 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -226,4 +228,64 @@ func Release(ts *nomad.TaskState) ReleaseInfo {
 		}
 	}
 	return r
+}
+
+// Command returns the command, run in the release's root as exec does,
+// that opens a remote shell on the node, or with expr evaluates it there
+// and prints the result.
+func (r ReleaseInfo) Command(expr string) ([]string, error) {
+	bin := "bin/" + r.Name
+	switch r.Kind {
+	case "mix":
+		if expr != "" {
+			return []string{bin, "rpc", "IO.inspect(" + expr + ")"}, nil
+		}
+		return []string{bin, "remote"}, nil
+	case "relx":
+		if expr != "" {
+			return []string{bin, "eval", expr}, nil
+		}
+		return []string{bin, "remote_console"}, nil
+	case "shipment":
+		return nil, errors.New("a Gleam erlang-shipment has no remote console script; run erl -remsh through nomad alloc exec")
+	}
+	return nil, errors.New("cannot tell the release kind of this allocation from its task events; is it a beam task that started?")
+}
+
+// Eval evaluates an expression on an allocation's node through Nomad's
+// exec, and returns what it printed.
+func (n *Nomad) Eval(ctx context.Context, alloc *nomad.Allocation, expr string) (string, error) {
+	cmd, err := Release(alloc.TaskStates[n.Task]).Command(expr)
+	if err != nil {
+		return "", err
+	}
+	var out, errb bytes.Buffer
+	code, err := n.Nomad.Allocations().Exec(ctx, alloc, n.Task, false, cmd, strings.NewReader(""), &out, &errb, nil,
+		(&nomad.QueryOptions{Namespace: n.Namespace}).WithContext(ctx))
+	if err != nil {
+		return "", err
+	}
+	if code != 0 {
+		return "", fmt.Errorf("exit %d: %s", code, strings.TrimSpace(errb.String()+out.String()))
+	}
+	return out.String(), nil
+}
+
+// Peers returns the nodes an allocation's node is connected to.
+func (n *Nomad) Peers(ctx context.Context, alloc *nomad.Allocation) ([]string, error) {
+	expr := "nodes()."
+	if Release(alloc.TaskStates[n.Task]).Kind == "mix" {
+		expr = "Node.list()"
+	}
+	out, err := n.Eval(ctx, alloc, expr)
+	if err != nil {
+		return nil, err
+	}
+	// [a@h, 'b-c@h'] from either printer.
+	out = strings.NewReplacer("[", " ", "]", " ", ",", " ", "'", "", ":", "", "\"", "").Replace(out)
+	peers := strings.Fields(out)
+	if peers == nil {
+		peers = []string{}
+	}
+	return peers, nil
 }

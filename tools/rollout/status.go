@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -28,6 +29,10 @@ type Status struct {
 	LastDeploy string `json:"last_deploy"`
 	LastResult string `json:"last_result"`
 	State      string `json:"state"`
+	// Peers are the nodes it is connected to, asked of the node itself.
+	Peers []string `json:"peers"`
+	// PeersError says why the peers could not be asked.
+	PeersError string `json:"peers_error,omitempty"`
 }
 
 // Statuses returns the status of every allocation of the job's beam task
@@ -66,7 +71,32 @@ func (n *Nomad) Statuses(ctx context.Context) ([]Status, error) {
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return allocIndex(out[i].Name) < allocIndex(out[j].Name) })
+	n.askPeers(ctx, out)
 	return out, nil
+}
+
+// askPeers asks each running node whom it is connected to, all at once.
+func (n *Nomad) askPeers(ctx context.Context, rows []Status) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range rows {
+		if rows[i].State != nomad.AllocClientStatusRunning || rows[i].Node == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(r *Status) {
+			defer wg.Done()
+			a, _, err := n.Nomad.Allocations().Info(r.Alloc, n.query(ctx, 0))
+			if err == nil {
+				r.Peers, err = n.Peers(ctx, a)
+			}
+			if err != nil {
+				r.PeersError = err.Error()
+			}
+		}(&rows[i])
+	}
+	wg.Wait()
 }
 
 // readEvents fills in what the driver's task events tell.
