@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,7 +54,7 @@ func (v *varFlags) Set(s string) error {
 func runDeploy(args []string, stdout, stderr io.Writer) int {
 	var address, namespace, source, sum, s3Endpoint string
 	var vars varFlags
-	var pathStyle bool
+	var pathStyle, asJSON bool
 	var timeout time.Duration
 	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -67,6 +68,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&sum, "sha256", "", "its sha256: sets release_sha256 (default: read from SOURCE.sha256)")
 	fs.StringVar(&s3Endpoint, "s3-endpoint", os.Getenv("AWS_ENDPOINT_URL_S3"), "endpoint of an S3-compatible store, to read SOURCE.sha256")
 	fs.BoolVar(&pathStyle, "s3-path-style", false, "path-style S3 addressing, for S3-compatible stores")
+	fs.BoolVar(&asJSON, "json", false, "print progress as JSON lines")
 	fs.Var(&vars, "var", "a jobspec variable, name=value (repeatable)")
 	fs.DurationVar(&timeout, "timeout", 30*time.Minute, "give up following the deployment after this long")
 	if err := fs.Parse(args); err != nil {
@@ -131,8 +133,15 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	before := rollout.ReleaseSources(old)
 
 	start := time.Now()
-	fmt.Fprintf(stdout, "==> Deploying job %s from %s\n", *job.ID, fs.Arg(0))
+	if !asJSON {
+		fmt.Fprintf(stdout, "==> Deploying job %s from %s\n", *job.ID, fs.Arg(0))
+	}
 	err = rollout.Deploy(ctx, c, job, cfg.Namespace, func(p rollout.DeployProgress) {
+		if asJSON {
+			b, _ := json.Marshal(map[string]any{"at": time.Now(), "status": p.Status, "description": p.Description, "groups": p.Groups})
+			fmt.Fprintln(stdout, string(b))
+			return
+		}
 		fmt.Fprintf(stdout, "    %s  %s: %s\n", time.Now().Format("15:04:05.000"), p.Status, p.Description)
 		for _, g := range p.Groups {
 			fmt.Fprintf(stdout, "                  %s\n", g)
@@ -157,6 +166,8 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "beamctl deploy: the deployment succeeded, but clearing old hot-upgrade targets failed: %v\n", err)
 		return exitCluster
 	}
-	fmt.Fprintf(stdout, "==> Deployment of %s succeeded in %s\n", *job.ID, time.Since(start).Round(time.Millisecond))
+	if !asJSON {
+		fmt.Fprintf(stdout, "==> Deployment of %s succeeded in %s\n", *job.ID, time.Since(start).Round(time.Millisecond))
+	}
 	return exitOK
 }
