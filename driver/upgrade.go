@@ -32,12 +32,13 @@ const (
 
 // hotStep is one upgrade's story, told in task events.
 type hotStep struct {
-	d     *Driver
-	cfg   *drivers.TaskConfig
-	key   string
-	from  string
-	to    string
-	start time.Time
+	d        *Driver
+	cfg      *drivers.TaskConfig
+	key      string
+	variable string
+	from     string
+	to       string
+	start    time.Time
 }
 
 func (s *hotStep) emit(outcome, format string, args ...any) {
@@ -68,7 +69,7 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 		return false
 	}
 	st := h.snapshot()
-	step := &hotStep{d: d, cfg: cfg, key: key, from: st.ReleaseVersion, start: time.Now()}
+	step := &hotStep{d: d, cfg: cfg, key: key, variable: hotVariable(cfg, hc), from: st.ReleaseVersion, start: time.Now()}
 	t, err := parseTarget(raw)
 	if err != nil {
 		step.emit(hotInvalid, "Hot upgrade target %s in %s is invalid: %v", key, hotVariable(cfg, hc), err)
@@ -138,11 +139,14 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 	for _, r := range rels {
 		installed = installed || r.Version == t.Version
 	}
-	src := fetch.Redact(t.Source)
+	// The fetch tells its own story (source, progress, checksum); this
+	// event says what is asked, and where from.
 	if installed {
-		step.emit(hotStarted, "Hot upgrade %s → %s started: the version is on the node", step.from, t.Version)
+		step.emit(hotStarted, "Hot upgrade %s → %s started (key %s of %s); the version is on the node",
+			step.from, t.Version, short(step.key), step.variable)
 	} else {
-		step.emit(hotStarted, "Hot upgrade %s → %s started: fetching %s", step.from, t.Version, src)
+		step.emit(hotStarted, "Hot upgrade %s → %s started (key %s of %s)",
+			step.from, t.Version, short(step.key), step.variable)
 	}
 
 	// Check everything in Go before the node is touched.
@@ -342,6 +346,14 @@ func inspectStaged(tarball, dir, name string, t hotTarget) (*relup.Package, erro
 		return nil, fmt.Errorf("%s holds %s %s, not %s", src, rel.Name, rel.Version, t.Version)
 	}
 	return relup.Inspect(rel.Root, name)
+}
+
+// short shortens an allocation ID key the way Nomad shows them.
+func short(key string) string {
+	if len(key) == 36 {
+		return key[:8]
+	}
+	return key
 }
 
 // keep returns the names in running that are also in apps.

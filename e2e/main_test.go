@@ -39,7 +39,7 @@ func run(m *testing.M) int {
 	// `make e2e` has built everything already; this makes a bare
 	// `go test ./e2e/` work too. Make skips what is up to date.
 	start := time.Now()
-	mk := exec.Command("make", "-C", root, "plugin", "tools", "agents", "releases")
+	mk := exec.Command("make", "-C", root, "plugin", "tools", "agents", "releases", "ui-deps")
 	mk.Stdout, mk.Stderr = os.Stderr, os.Stderr
 	if err := mk.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build failed:", err)
