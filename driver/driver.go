@@ -495,6 +495,9 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	if !ok {
 		return nil, drivers.ErrTaskNotFound
 	}
+	if len(cmd) == 1 && cmd[0] == HealthCommand {
+		return d.health(h, timeout), nil
+	}
 	out, exitCode, err := h.exec.Exec(time.Now().Add(timeout), cmd[0], cmd[1:])
 	if err != nil {
 		return nil, err

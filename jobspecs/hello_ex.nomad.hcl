@@ -64,12 +64,23 @@ job "hello-ex" {
 
     # The distribution port, so that the nodes of this job find each other
     # through Consul (config.cluster_service below). Erlang distribution is
-    # not HTTP, so this service has no check: the HTTP one above gates
-    # health.
+    # not HTTP: its check asks the node itself.
     service {
       name     = "hello-ex-dist"
       port     = "dist"
       provider = "consul"
+
+      # A BEAM-level check beside the HTTP one: the node has finished
+      # booting and every application of its release runs. The driver
+      # answers beam-health itself, through the node's control channel.
+      check {
+        name     = "beam"
+        type     = "script"
+        task     = "hello_ex"
+        command  = "beam-health"
+        interval = "5s"
+        timeout  = "3s"
+      }
     }
 
     task "hello_ex" {

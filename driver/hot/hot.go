@@ -220,12 +220,18 @@ func (n *Node) Install(ctx context.Context, version string) (string, error) {
 	return "", &InstallError{Version: version, Reason: err.Error(), Restarted: restarted}
 }
 
+// InitStatus returns init:get_status() as text: {started,started} once the
+// node has booted.
+func (n *Node) InitStatus(ctx context.Context) (string, error) {
+	return n.call(ctx, `{ok, init:get_status()}`)
+}
+
 // WaitStarted waits until the node's init has started every application:
 // after a restart into the old release, the node serves again.
 func (n *Node) WaitStarted(ctx context.Context) error {
 	var last error
 	for {
-		out, err := n.call(ctx, `{ok, init:get_status()}`)
+		out, err := n.InitStatus(ctx)
 		if err == nil && out == "{started,started}" {
 			return nil
 		}

@@ -81,6 +81,17 @@ job "app" {
       name     = "${var.job}-dist"
       port     = "dist"
       provider = "consul"
+
+      # The driver answers beam-health itself: the node has booted and
+      # every application of its release runs.
+      check {
+        name     = "beam"
+        type     = "script"
+        task     = "node"
+        command  = "beam-health"
+        interval = "1s"
+        timeout  = "5s"
+      }
     }
 
     task "node" {

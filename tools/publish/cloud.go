@@ -124,7 +124,7 @@ func Open(ctx context.Context, dest, s3Endpoint string, s3PathStyle bool) (Store
 		}
 		c, err := storage.NewClient(ctx)
 		if err != nil {
-			return nil, "", fmt.Errorf("Google Cloud Storage client: %w; set up Application Default Credentials", err)
+			return nil, "", fmt.Errorf("cannot create a Google Cloud Storage client: %w; set up Application Default Credentials", err)
 		}
 		return &GCS{Client: c, Bucket: u.Host}, prefix, nil
 	case "file":

@@ -1,0 +1,94 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
+)
+
+// HealthCommand is a command that the driver answers itself in ExecTask,
+// without starting a process: a BEAM-level health check for a Consul
+// script check.
+//
+//	check {
+//	  type     = "script"
+//	  task     = "app"
+//	  command  = "beam-health"
+//	  interval = "5s"
+//	  timeout  = "3s"
+//	}
+//
+// It passes (exit 0) when the node has finished booting and every
+// application of its current release runs; it is critical (exit 2) while
+// the node boots, after an application crashed, or when the node does not
+// answer. An HTTP check sees whether the app answers; this one sees
+// whether the node is whole.
+const HealthCommand = "beam-health"
+
+// health runs the BEAM health check for a task.
+func (d *Driver) health(h *taskHandle, timeout time.Duration) *drivers.ExecTaskResult {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, timeout)
+	defer cancel()
+	msg, ok := d.checkNode(ctx, h)
+	code := 0
+	if !ok {
+		code = 2 // critical, in Consul's script check terms
+	}
+	return &drivers.ExecTaskResult{Stdout: []byte(msg + "\n"), ExitResult: &drivers.ExitResult{ExitCode: code}}
+}
+
+// checkNode reports whether the node is up and its release's applications
+// run, with a line that says so or why not.
+func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (string, bool) {
+	st := h.snapshot()
+	if st.Node == "" {
+		return "beam-health needs distribution (dist_port) to ask the node", false
+	}
+	ctl, err := d.controlClient(&st)
+	if err != nil {
+		return err.Error(), false
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		ctl.Timeout = time.Until(dl)
+	}
+	node := &hot.Node{Eval: ctl, Root: st.ReleaseRoot, CallTimeout: ctl.Timeout}
+	status, err := node.InitStatus(ctx)
+	if err != nil {
+		return fmt.Sprintf("node %s does not answer: %v", st.Node, err), false
+	}
+	if status != "{started,started}" {
+		return fmt.Sprintf("node %s is not up: init status %s", st.Node, status), false
+	}
+	running, err := node.RunningApps(ctx)
+	if err != nil {
+		return fmt.Sprintf("node %s: %v", st.Node, err), false
+	}
+	var want []string
+	if st.ReleaseKind != string(release.Shipment) {
+		if pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, st.ReleaseVersion); err == nil {
+			want = pkg.AppNames()
+		}
+	}
+	var missing []string
+	for _, a := range want {
+		if !slices.Contains(running, a) {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("node %s runs %s %s, but these applications are not running: %s",
+			st.Node, st.ReleaseName, st.ReleaseVersion, strings.Join(missing, ", ")), false
+	}
+	return fmt.Sprintf("node %s runs %s %s; %d applications started", st.Node, st.ReleaseName, st.ReleaseVersion, len(running)), true
+}
