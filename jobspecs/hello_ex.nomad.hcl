@@ -42,6 +42,23 @@ job "hello-ex" {
   group "web" {
     count = var.count
 
+    # A node that crashes is restarted in place (same allocation, same
+    # release on disk, hot upgrades included) a few times, then Nomad
+    # places the allocation elsewhere, waiting longer each time.
+    restart {
+      attempts = 3
+      interval = "5m"
+      delay    = "5s"
+      mode     = "fail"
+    }
+
+    reschedule {
+      delay          = "15s"
+      delay_function = "exponential"
+      max_delay      = "5m"
+      unlimited      = true
+    }
+
     network {
       # The app reads NOMAD_PORT_http.
       port "http" {}
