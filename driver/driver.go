@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
+	dproto "github.com/hashicorp/nomad/plugins/drivers/proto"
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
@@ -518,6 +519,19 @@ func (d *Driver) ExecTaskStreamingRaw(ctx context.Context, taskID string, comman
 	h, ok := d.tasks.Get(taskID)
 	if !ok {
 		return drivers.ErrTaskNotFound
+	}
+	if len(command) == 1 && command[0] == HealthCommand {
+		// `nomad alloc exec ALLOC beam-health` shows what the check sees.
+		res := d.health(h, 10*time.Second)
+		if err := stream.Send(&drivers.ExecTaskStreamingResponseMsg{
+			Stdout: &dproto.ExecTaskStreamingIOOperation{Data: res.Stdout},
+		}); err != nil {
+			return err
+		}
+		return stream.Send(&drivers.ExecTaskStreamingResponseMsg{
+			Exited: true,
+			Result: &dproto.ExitResult{ExitCode: int32(res.ExitResult.ExitCode)},
+		})
 	}
 	return h.exec.ExecStreaming(ctx, command, tty, stream)
 }

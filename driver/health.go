@@ -27,7 +27,8 @@ import (
 //	}
 //
 // It passes (exit 0) when the node has finished booting and every
-// application of its current release runs; it is critical (exit 2) while
+// application of its current release runs (for a Gleam shipment, which has
+// no release, when the node answers); it is critical (exit 2) while
 // the node boots, after an application crashed, or when the node does not
 // answer. An HTTP check sees whether the app answers; this one sees
 // whether the node is whole.
@@ -40,7 +41,9 @@ func (d *Driver) health(h *taskHandle, timeout time.Duration) *drivers.ExecTaskR
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, timeout)
 	defer cancel()
+	start := time.Now()
 	msg, ok := d.checkNode(ctx, h)
+	h.logger.Debug("beam-health", "ok", ok, "result", msg, "took", time.Since(start))
 	code := 0
 	if !ok {
 		code = 2 // critical, in Consul's script check terms
@@ -67,6 +70,11 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (string, bool) {
 	if err != nil {
 		return fmt.Sprintf("node %s does not answer: %v", st.Node, err), false
 	}
+	if st.ReleaseKind == string(release.Shipment) {
+		// A shipment's main runs inside erl's -eval and never returns, so
+		// init never reports started; a node that answers is up.
+		return fmt.Sprintf("node %s answers (%s, a Gleam shipment: no release applications to check)", st.Node, st.ReleaseName), true
+	}
 	if status != "{started,started}" {
 		return fmt.Sprintf("node %s is not up: init status %s", st.Node, status), false
 	}
@@ -75,10 +83,8 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (string, bool) {
 		return fmt.Sprintf("node %s: %v", st.Node, err), false
 	}
 	var want []string
-	if st.ReleaseKind != string(release.Shipment) {
-		if pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, st.ReleaseVersion); err == nil {
-			want = pkg.AppNames()
-		}
+	if pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, st.ReleaseVersion); err == nil {
+		want = pkg.AppNames()
 	}
 	var missing []string
 	for _, a := range want {

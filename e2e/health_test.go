@@ -50,6 +50,10 @@ func TestBEAMHealthCheck(t *testing.T) {
 		}
 	}
 	wait("passing", "runs hello_erl 0.1.0")
+	// An operator sees the same through nomad alloc exec.
+	if out, err := cluster.Nomad("alloc", "exec", j.Alloc, "beam-health"); err != nil || !strings.Contains(out, "runs hello_erl 0.1.0") {
+		t.Errorf("nomad alloc exec beam-health: %v\n%s", err, out)
+	}
 
 	// Stop the release's own application on the node: the VM lives on.
 	if out, code := beamctl(t, "shell", "-job", j.ID, "-e", "application:stop(hello_erl)."); code != 0 {
