@@ -105,6 +105,14 @@ func TestDayTwo(t *testing.T) {
 		t.Error(err)
 	}
 
+	// Errors that say what to do.
+	if out, code = beamctl(t, "status", "-job", "no-such-job"); code != 3 || !strings.Contains(out, "not found") || !strings.Contains(out, "-job") {
+		t.Errorf("a missing job: exit %d\n%s", code, out)
+	}
+	if out, code = beamctl(t, "status", "-job", id, "-address", "http://127.0.0.1:1"); code != 3 || !strings.Contains(out, "NOMAD_ADDR") {
+		t.Errorf("a wrong address: exit %d\n%s", code, out)
+	}
+
 	// A deploy that fails: the tarball does not match its sha256.
 	bad := uniqueJob(t, "baddeploy")
 	putSecrets(t, bad, nil)

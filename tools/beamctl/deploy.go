@@ -83,7 +83,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	}
 	hcl, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl deploy: %v\n", err)
+		fail(stderr, "deploy", err)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -148,7 +148,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		}
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl deploy: %v\n", err)
+		fail(stderr, "deploy", err)
 		var de *rollout.DeployError
 		if errors.As(err, &de) {
 			for _, r := range rollout.FailureReasons(context.WithoutCancel(ctx), c, *job.ID, cfg.Namespace) {

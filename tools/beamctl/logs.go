@@ -58,12 +58,12 @@ func runLogs(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	c, err := f.cluster(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl logs: %v\n", err)
+		fail(stderr, "logs", err)
 		return exitCluster
 	}
 	allocs, err := c.Allocs(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl logs: %v\n", err)
+		fail(stderr, "logs", err)
 		return exitCluster
 	}
 	kind := "stdout"
@@ -96,7 +96,7 @@ func runLogs(args []string, stdout, stderr io.Writer) int {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil && ctx.Err() == nil {
-		fmt.Fprintf(stderr, "beamctl logs: %v\n", err)
+		fail(stderr, "logs", err)
 		return exitCluster
 	}
 	return exitOK

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 )
 
 // Exit codes that scripts can rely on.
@@ -55,6 +56,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	return c.run(args[1:], stdout, stderr)
+}
+
+// fail prints a command's error with what to do about the usual causes.
+func fail(w io.Writer, cmd string, err error) {
+	msg := err.Error()
+	fmt.Fprintf(w, "beamctl %s: %s\n", cmd, msg)
+	switch low := strings.ToLower(msg); {
+	case strings.Contains(low, "permission denied") || strings.Contains(low, "403"):
+		fmt.Fprintln(w, "  hint: set NOMAD_TOKEN (or CONSUL_HTTP_TOKEN) to a token whose policy allows this")
+	case strings.Contains(low, "connection refused") || strings.Contains(low, "no such host"):
+		fmt.Fprintln(w, "  hint: check -address or NOMAD_ADDR (and CONSUL_HTTP_ADDR)")
+	case strings.Contains(low, "credentials") || strings.Contains(low, "could not find default"):
+		fmt.Fprintln(w, "  hint: give the store credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE for S3, "+
+			"GOOGLE_APPLICATION_CREDENTIALS for GCS")
+	}
 }
 
 func usage(w io.Writer) {

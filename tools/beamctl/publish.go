@@ -65,19 +65,19 @@ func runPublish(args []string, stdout, stderr io.Writer) int {
 
 	pkg, err := publish.Inspect(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl publish: %v\n", err)
+		fail(stderr, "publish", err)
 		return exitFailed
 	}
 	store, prefix, err := publish.Open(ctx, to, endpoint, pathStyle)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl publish: %v\n", err)
+		fail(stderr, "publish", err)
 		return exitUsage
 	}
 	bar := newProgress(stderr, "uploading "+pkg.Key(prefix))
 	url, err := publish.Publish(ctx, store, pkg, prefix, force, bar.update)
 	bar.done(err == nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl publish: %v\n", err)
+		fail(stderr, "publish", err)
 		if errors.Is(err, publish.ErrExists) {
 			return exitFailed
 		}

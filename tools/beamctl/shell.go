@@ -59,18 +59,18 @@ func runShell(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	c, err := f.cluster(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl shell: %v\n", err)
+		fail(stderr, "shell", err)
 		return exitCluster
 	}
 	a, err := pickAlloc(ctx, c, alloc)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl shell: %v\n", err)
+		fail(stderr, "shell", err)
 		return exitCluster
 	}
 	ts := a.TaskStates[c.Task]
 	cmd, err := rollout.Release(ts).Command(expr)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl shell: %v\n", err)
+		fail(stderr, "shell", err)
 		return exitFailed
 	}
 

@@ -56,12 +56,12 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	c, err := f.cluster(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl status: %v\n", err)
+		fail(stderr, "status", err)
 		return exitCluster
 	}
 	rows, err := c.Statuses(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl status: %v\n", err)
+		fail(stderr, "status", err)
 		return exitCluster
 	}
 	if asJSON {

@@ -86,7 +86,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	c, err := f.cluster(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+		fail(stderr, "upgrade", err)
 		return exitCluster
 	}
 	id := make([]byte, 4)
@@ -113,10 +113,10 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		var re *rollout.Error
 		if errors.As(err, &re) {
-			fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+			fail(stderr, "upgrade", err)
 			return exitFailed
 		}
-		fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+		fail(stderr, "upgrade", err)
 		return exitCluster
 	}
 	if !f.json {
