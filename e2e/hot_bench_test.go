@@ -92,6 +92,9 @@ func hotVersusFull(b *testing.B, v1, v2 string) (time.Duration, time.Duration) {
 	const id = "hello-erl" // the example jobspec's own job ID
 	spec := filepath.Join(cluster.Root, "jobspecs", "hello_erl.nomad.hcl")
 	putSecrets(b, id, nil)
+	// Start from no hot targets: the last iteration's canary left one for
+	// the whole job, which new allocations would take as they boot.
+	putVar(b, "nomad/jobs/"+id+"/web/hello_erl", map[string]string{"none": ""})
 	defer func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) }()
 	run := func(tarball string) {
 		// Without -detach, `nomad job run` follows the deployment and

@@ -23,6 +23,10 @@ variable "hot" {
   type    = bool
   default = false
 }
+variable "beam_check" {
+  type    = bool
+  default = true
+}
 variable "restarts" {
   type    = number
   default = 0
@@ -83,14 +87,18 @@ job "app" {
       provider = "consul"
 
       # The driver answers beam-health itself: the node has booted and
-      # every application of its release runs.
-      check {
-        name     = "beam"
-        type     = "script"
-        task     = "node"
-        command  = "beam-health"
-        interval = "1s"
-        timeout  = "5s"
+      # every application of its release runs. The benchmarks turn it off,
+      # as the raw_exec job they compare with has no such check.
+      dynamic "check" {
+        for_each = var.beam_check ? ["beam"] : []
+        content {
+          name     = "beam"
+          type     = "script"
+          task     = "node"
+          command  = "beam-health"
+          interval = "1s"
+          timeout  = "5s"
+        }
       }
     }
 
@@ -141,8 +149,11 @@ job "app" {
       }
 
       # The driver reads hot-upgrade targets with this token.
-      identity {
-        file = true
+      dynamic "identity" {
+        for_each = var.hot ? ["file"] : []
+        content {
+          file = true
+        }
       }
 
       env = var.env

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -56,12 +55,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	var vars varFlags
 	var pathStyle, asJSON bool
 	var timeout time.Duration
-	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, deployHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("deploy", deployHelp, stderr)
 	fs.StringVar(&address, "address", "", "Nomad's HTTP address (default: NOMAD_ADDR or http://127.0.0.1:4646)")
 	fs.StringVar(&namespace, "namespace", "", "the job's namespace (default: NOMAD_NAMESPACE or default)")
 	fs.StringVar(&source, "source", "", "the release tarball: sets the jobspec variable release_source")
@@ -71,11 +65,8 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "print progress as JSON lines")
 	fs.Var(&vars, "var", "a jobspec variable, name=value (repeatable)")
 	fs.DurationVar(&timeout, "timeout", 30*time.Minute, "give up following the deployment after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "beamctl deploy: give one jobspec file; see beamctl deploy -help")

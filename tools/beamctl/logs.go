@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,21 +33,13 @@ func runLogs(args []string, stdout, stderr io.Writer) int {
 	var f jobFlags
 	var alloc string
 	var follow, errLog bool
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, logsHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("logs", logsHelp, stderr)
 	f.register(fs)
 	fs.StringVar(&alloc, "alloc", "", "only this allocation, by ID or ID prefix (default: all running ones)")
 	fs.BoolVar(&follow, "f", false, "follow the logs")
 	fs.BoolVar(&errLog, "stderr", false, "the task's stderr instead of its stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
 	if f.job == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "beamctl logs: missing -job; see beamctl logs -help")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -39,22 +38,14 @@ Options:
 func runPublish(args []string, stdout, stderr io.Writer) int {
 	var to, endpoint string
 	var pathStyle, force, asJSON bool
-	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, publishHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("publish", publishHelp, stderr)
 	fs.StringVar(&to, "to", "", "where to publish: s3://bucket/dir, gs://bucket/dir or a directory (required)")
 	fs.StringVar(&endpoint, "s3-endpoint", os.Getenv("AWS_ENDPOINT_URL_S3"), "endpoint of an S3-compatible store")
 	fs.BoolVar(&pathStyle, "s3-path-style", false, "path-style S3 addressing, for S3-compatible stores")
 	fs.BoolVar(&force, "force", false, "replace a version that is already published")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
 	if to == "" || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "beamctl publish: give -to and one tarball; see beamctl publish -help")

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,20 +34,12 @@ Options:
 func runShell(args []string, stdout, stderr io.Writer) int {
 	var f jobFlags
 	var alloc, expr string
-	fs := flag.NewFlagSet("shell", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, shellHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("shell", shellHelp, stderr)
 	f.register(fs)
 	fs.StringVar(&alloc, "alloc", "", "the allocation, by ID or ID prefix (default: the job's first)")
 	fs.StringVar(&expr, "e", "", "evaluate this expression on the node and print the result")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
 	if f.job == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "beamctl shell: missing -job; see beamctl shell -help")

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -34,19 +32,11 @@ Options:
 func runStatus(args []string, stdout, stderr io.Writer) int {
 	var f jobFlags
 	var asJSON bool
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, statusHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("status", statusHelp, stderr)
 	f.register(fs)
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
 	if f.job == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "beamctl status: missing -job; see beamctl status -help")

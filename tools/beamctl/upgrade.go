@@ -52,12 +52,7 @@ type upgradeFlags struct {
 
 func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	var f upgradeFlags
-	fs := flag.NewFlagSet("upgrade", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, upgradeHelp)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("upgrade", upgradeHelp, stderr)
 	f.register(fs)
 	fs.StringVar(&f.version, "version", "", "the release version to upgrade to (required)")
 	fs.StringVar(&f.source, "source", "", "where the release tarball is: s3://, gs://, https://, file://; "+
@@ -65,11 +60,8 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.sha256, "sha256", "", "the tarball's sha256 (default: the driver reads SOURCE.sha256)")
 	fs.DurationVar(&f.timeout, "step-timeout", 2*time.Minute, "how long one allocation may take to upgrade and pass its checks")
 	fs.BoolVar(&f.json, "json", false, "print progress as JSON lines")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parse(fs, args); !ok {
+		return code
 	}
 	var missing []string
 	for _, fl := range [][2]string{{"-job", f.job}, {"-version", f.version}} {
