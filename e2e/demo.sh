@@ -131,6 +131,8 @@ hello_ex is deployed by the beam driver and registered in Consul.
 
   Logs:        bin/nomad alloc logs $alloc
   Shell:       bin/nomad alloc exec -i -t -task hello_ex $alloc bin/hello_ex remote
+  Status:      bin/beamctl status -job hello-ex
+  Hot upgrade: bin/beamctl upgrade -job hello-ex -version 0.2.0 -source file://$root/build/releases/hello_ex-0.2.0.tar.gz
   Stop:        make demo-stop
 MSG
 }
