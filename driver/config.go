@@ -253,6 +253,18 @@ type ReleaseConfig struct {
 	SHA256 string `codec:"sha256"`
 	// Name picks one release in a tarball that holds several.
 	Name string `codec:"name"`
+
+	// hot marks a hot-upgrade target rather than the task config's
+	// release block, for messages that name the field to fix.
+	hot bool
+}
+
+// field names the sha256 setting that messages tell the operator to fix.
+func (r ReleaseConfig) field() string {
+	if r.hot {
+		return "the hot-upgrade target's sha256 (beamctl upgrade -sha256)"
+	}
+	return "release.sha256"
 }
 
 var (

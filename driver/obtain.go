@@ -52,8 +52,8 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 		case err == nil:
 			sum = s
 		case errors.As(err, &nf) && pcfg.RequireSHA256:
-			return nil, d.fail(cfg, "release.sha256 is not set and %s.sha256 does not exist; "+
-				"set release.sha256 (sha256sum of the tarball) or publish the .sha256 next to it", src)
+			return nil, d.fail(cfg, "%s is not set and %s.sha256 does not exist; "+
+				"set %s (sha256sum of the tarball) or publish the .sha256 next to it", rel.field(), src, rel.field())
 		case !errors.As(err, &nf):
 			return nil, d.fail(cfg, "Fetch failed for %s.sha256: %v", src, err)
 		}
@@ -101,7 +101,7 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 	switch {
 	case errors.As(err, &ce):
 		return nil, d.fail(cfg, "Fetch failed: sha256 mismatch for %s: expected %s, got %s; "+
-			"check release.sha256 or republish the tarball", src, ce.Want, ce.Got)
+			"check %s or republish the tarball", src, ce.Want, ce.Got, rel.field())
 	case err != nil:
 		return nil, d.fail(cfg, "Fetch failed: %v", err)
 	}

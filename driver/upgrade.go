@@ -316,7 +316,7 @@ func status(rels []hot.Release, vsn string) string {
 // system, so that its files can be moved in), where it is inspected. The
 // caller removes the staging directory.
 func (d *Driver) stageHot(ctx context.Context, h *taskHandle, st *taskState, t hotTarget) (*relup.Package, string, error) {
-	tb, err := d.obtain(ctx, h.taskConfig, ReleaseConfig{Source: t.Source, SHA256: t.SHA256}, h.logger)
+	tb, err := d.obtain(ctx, h.taskConfig, ReleaseConfig{Source: t.Source, SHA256: t.SHA256, hot: true}, h.logger)
 	if err != nil {
 		return nil, "", err
 	}

@@ -116,6 +116,9 @@ HCL
     -var "release_sha256=$sum" \
     "$root/jobspecs/hello_ex.nomad.hcl"
 
+  local next="$root/build/releases/hello_ex-0.2.0.tar.gz" nextsum
+  nextsum=$(sha256sum "$next" | cut -d' ' -f1)
+
   local alloc port
   alloc=$("$bin/nomad" job allocs -t '{{range .}}{{if eq .ClientStatus "running"}}{{.ID}}{{end}}{{end}}' hello-ex)
   port=$("$bin/nomad" alloc status -t '{{range .AllocatedResources.Shared.Ports}}{{if eq .Label "http"}}{{.Value}}{{end}}{{end}}' "$alloc")
@@ -132,7 +135,7 @@ hello_ex is deployed by the beam driver and registered in Consul.
   Logs:        bin/nomad alloc logs $alloc
   Shell:       bin/nomad alloc exec -i -t -task hello_ex $alloc bin/hello_ex remote
   Status:      bin/beamctl status -job hello-ex
-  Hot upgrade: bin/beamctl upgrade -job hello-ex -version 0.2.0 -source file://$root/build/releases/hello_ex-0.2.0.tar.gz
+  Hot upgrade: bin/beamctl upgrade -job hello-ex -version 0.2.0 -source file://$next -sha256 $nextsum
   Stop:        make demo-stop
 MSG
 }
