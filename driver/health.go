@@ -66,7 +66,7 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (string, bool) {
 		ctl.Timeout = time.Until(dl)
 	}
 	node := &hot.Node{Eval: ctl, Root: st.ReleaseRoot, CallTimeout: ctl.Timeout}
-	status, err := node.InitStatus(ctx)
+	status, running, err := node.Status(ctx)
 	if err != nil {
 		return fmt.Sprintf("node %s does not answer: %v", st.Node, err), false
 	}
@@ -77,10 +77,6 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (string, bool) {
 	}
 	if status != "{started,started}" {
 		return fmt.Sprintf("node %s is not up: init status %s", st.Node, status), false
-	}
-	running, err := node.RunningApps(ctx)
-	if err != nil {
-		return fmt.Sprintf("node %s: %v", st.Node, err), false
 	}
 	var want []string
 	if pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, st.ReleaseVersion); err == nil {

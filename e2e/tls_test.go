@@ -84,6 +84,9 @@ func TestTLSDistribution(t *testing.T) {
 		"count":           "2",
 		"tls":             "true",
 		"cluster_service": id + "-dist",
+		// Under TLS each beam-health is a client VM; TestHotUpgradeTLS
+		// covers it.
+		"beam_check": "false",
 	}, map[string]string{"tls_cert": good.certPEM, "tls_key": good.keyPEM, "tls_ca": good.caPEM})
 	j.Alloc = j.waitAlloc("running", 3*time.Minute)
 
@@ -163,4 +166,41 @@ func probe(t *testing.T, home, name, node, optfile string) string {
 	}
 	t.Fatalf("probe printed neither pong nor pang:\n%s", out)
 	return ""
+}
+
+// TestHotUpgradeTLS hot-upgrades a node that runs mutual TLS distribution,
+// where every control call is a short-lived client VM with the node's TLS
+// options, and checks the beam-health script check through the same path.
+func TestHotUpgradeTLS(t *testing.T) {
+	const v1, v2 = "hello_erl-0.1.0.tar.gz", "hello_erl-0.2.0.tar.gz"
+	good := newPKI(t, "cluster")
+	j := submitJobWith(t, "beam.nomad.hcl", uniqueJob(t, "hottls"), map[string]string{
+		"task": "hello_erl", "source": releases.URL + "/" + v1, "sha256": releases.SHA256(t, v1),
+		"tls": "true", "hot": "true",
+	}, map[string]string{"tls_cert": good.certPEM, "tls_key": good.keyPEM, "tls_ca": good.caPEM})
+	j.Alloc = j.waitAlloc("running", 3*time.Minute)
+	port := j.port("http")
+	pid, _ := pidCount(t, waitHTTP(t, port, "/", 60*time.Second))
+	err := waitFor(60*time.Second, func() error {
+		s, out, err := beamCheck(j)
+		if err != nil || s != "passing" {
+			return fmt.Errorf("beam check %s %q %v", s, out, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("beam-health under TLS: %v", err)
+	}
+
+	asked := time.Now()
+	setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.2.0", v2)})
+	ev := j.waitHot("node", "0.2.0", asked.Add(-time.Second))
+	if ev.Outcome != "succeeded" {
+		t.Fatalf("hot upgrade under TLS: %s: %s", ev.Outcome, ev.Message)
+	}
+	t.Logf("event: %s", ev.Message)
+	body := waitHTTP(t, port, "/", 10*time.Second)
+	if p, _ := pidCount(t, body); p != pid || !strings.Contains(body, "hello_erl 0.2.0") {
+		t.Errorf("after the upgrade: %q, want 0.2.0 from pid %d", body, pid)
+	}
 }

@@ -120,3 +120,19 @@ func TestCallErrors(t *testing.T) {
 		t.Errorf("garbage answer: %v", err)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	cases := []struct {
+		answer, status, apps string
+	}{
+		{`"ok {{started,started},[kernel,stdlib,hello]}"`, "{started,started}", "kernel stdlib hello"},
+		{`"ok {{starting, started}, [kernel]}"`, "{starting,started}", "kernel"},
+		{`"ok {{stopping,started},[]}"`, "{stopping,started}", ""},
+	}
+	for _, tc := range cases {
+		status, apps, err := (&Node{Eval: &fakeNode{answers: []string{tc.answer}}}).Status(context.Background())
+		if err != nil || status != tc.status || strings.Join(apps, " ") != tc.apps {
+			t.Errorf("%s: %q %q %v; want %q %q", tc.answer, status, apps, err, tc.status, tc.apps)
+		}
+	}
+}
