@@ -76,7 +76,7 @@ func TestNomadUI(t *testing.T) {
 	l := startLoad(j.port("http"), 20, 3*time.Minute)
 	defer l.Stop()
 	checks := runUI(t, out, append(base, "PHASE=start",
-		"EVENTS=Fetching release from|Unpacking release|Started hello_ex 0.1.0 (mix release)",
+		"EVENTS=Fetching release from|verified|Unpacking release|Started hello_ex 0.1.0 (mix release)",
 		"LOG=hello_ex 0.1.0 booted", "EXEC_FILE=local/ui-exec")...)
 	for _, name := range []string{"job", "allocation", "task", "logs", "exec"} {
 		if _, ok := checks[name]; !ok {
