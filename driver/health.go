@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -82,12 +81,7 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (string, bool) {
 	if pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, st.ReleaseVersion); err == nil {
 		want = pkg.AppNames()
 	}
-	var missing []string
-	for _, a := range want {
-		if !slices.Contains(running, a) {
-			missing = append(missing, a)
-		}
-	}
+	missing := hot.Missing(want, running)
 	if len(missing) > 0 {
 		return fmt.Sprintf("node %s runs %s %s, but these applications are not running: %s",
 			st.Node, st.ReleaseName, st.ReleaseVersion, strings.Join(missing, ", ")), false

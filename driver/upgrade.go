@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -72,34 +73,31 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 	step := &hotStep{d: d, cfg: cfg, key: key, variable: hotVariable(cfg, hc), from: st.ReleaseVersion, start: time.Now()}
 	t, err := parseTarget(raw)
 	if err != nil {
-		step.emit(hotInvalid, "Hot upgrade target %s in %s is invalid: %v", key, hotVariable(cfg, hc), err)
+		step.emit(hotInvalid, "Hot upgrade target %s in %s is invalid: %v", key, step.variable, err)
 		h.recordHot(raw, st.ReleaseVersion, "", hotInvalid, err)
 		return false
 	}
 	step.to = t.Version
+	refuse := func(err error) bool {
+		step.emit(hotRefused, "Hot upgrade to %s refused, node untouched: %v", t.Version, err)
+		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
+		return false
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
 	ctl, err := d.controlClient(&st)
 	if err != nil {
-		step.emit(hotRefused, "Hot upgrade to %s refused: %v", t.Version, err)
-		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
-		return false
+		return refuse(err)
 	}
 	if st.ReleaseKind == string(release.Shipment) {
-		err := errors.New("a Gleam erlang-shipment has no release_handler release (no .rel, no relup); deploy it as a full release")
-		step.emit(hotRefused, "Hot upgrade to %s refused, node untouched: %v", t.Version, err)
-		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
-		return false
+		return refuse(errors.New("a Gleam erlang-shipment has no release_handler release (no .rel, no relup); deploy it as a full release"))
 	}
 	node := &hot.Node{Eval: ctl, Root: st.ReleaseRoot, CallTimeout: hc.timeout()}
 	current, rels, err := node.Releases(ctx)
 	var ce *hot.CallError
 	if errors.As(err, &ce) {
-		err = fmt.Errorf("release_handler does not answer (%v); the release must include sasl", err)
-		step.emit(hotRefused, "Hot upgrade to %s refused, node untouched: %v", t.Version, err)
-		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
-		return false
+		return refuse(fmt.Errorf("release_handler does not answer (%v); the release must include sasl", err))
 	}
 	if err != nil {
 		// The node may still be booting: try again shortly, without
@@ -360,11 +358,8 @@ func short(key string) string {
 func keep(running, apps []string) []string {
 	var out []string
 	for _, a := range running {
-		for _, b := range apps {
-			if a == b {
-				out = append(out, a)
-				break
-			}
+		if slices.Contains(apps, a) {
+			out = append(out, a)
 		}
 	}
 	return out

@@ -285,16 +285,21 @@ func (n *Node) Healthy(ctx context.Context, version string, apps []string) error
 	if err != nil {
 		return err
 	}
-	var missing []string
-	for _, a := range apps {
-		if !slices.Contains(running, a) {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := Missing(apps, running); len(missing) > 0 {
 		return fmt.Errorf("applications not running: %s", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// Missing returns the applications of want that are not in running.
+func Missing(want, running []string) []string {
+	var out []string
+	for _, a := range want {
+		if !slices.Contains(running, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // RunningApps returns the names of the applications running on the node.

@@ -100,16 +100,9 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(&hclVars, "%s = %s\n", k, strconv.Quote(val))
 	}
 
-	cfg := nomad.DefaultConfig()
-	if address != "" {
-		cfg.Address = address
-	}
-	if namespace != "" {
-		cfg.Namespace = namespace
-	}
-	c, err := nomad.NewClient(cfg)
+	c, cfg, err := nomadClient(address, namespace)
 	if err != nil {
-		fmt.Fprintf(stderr, "beamctl deploy: nomad client for %s: %v\n", cfg.Address, err)
+		fail(stderr, "deploy", err)
 		return exitCluster
 	}
 	job, err := c.Jobs().ParseHCLOpts(&nomad.JobsParseRequest{JobHCL: string(hcl), Variables: hclVars.String(), Canonicalize: true})

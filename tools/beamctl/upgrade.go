@@ -144,8 +144,9 @@ func (f *jobFlags) cluster(ctx context.Context) (*rollout.Nomad, error) {
 	return clusterFor(ctx, f.address, f.namespace, f.job, f.group, f.task)
 }
 
-// clusterFor connects to Nomad and Consul and finds the job's beam task.
-func clusterFor(ctx context.Context, address, namespace, jobID, group, task string) (*rollout.Nomad, error) {
+// nomadClient returns a Nomad client with the NOMAD_* environment and the
+// -address and -namespace flags, which win.
+func nomadClient(address, namespace string) (*nomad.Client, *nomad.Config, error) {
 	cfg := nomad.DefaultConfig()
 	if address != "" {
 		cfg.Address = address
@@ -153,9 +154,18 @@ func clusterFor(ctx context.Context, address, namespace, jobID, group, task stri
 	if namespace != "" {
 		cfg.Namespace = namespace
 	}
-	nc, err := nomad.NewClient(cfg)
+	c, err := nomad.NewClient(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
+		return nil, nil, fmt.Errorf("nomad client for %s: %w", cfg.Address, err)
+	}
+	return c, cfg, nil
+}
+
+// clusterFor connects to Nomad and Consul and finds the job's beam task.
+func clusterFor(ctx context.Context, address, namespace, jobID, group, task string) (*rollout.Nomad, error) {
+	nc, cfg, err := nomadClient(address, namespace)
+	if err != nil {
+		return nil, err
 	}
 	job, _, err := nc.Jobs().Info(jobID, (&nomad.QueryOptions{Namespace: cfg.Namespace}).WithContext(ctx))
 	if err != nil {
