@@ -15,6 +15,12 @@ variable "release_sha256" {
   description = "sha256sum of the tarball; the task fails if it does not match."
 }
 
+variable "env" {
+  type        = map(string)
+  default     = {}
+  description = "Extra environment for the node, for example {LOG_LEVEL = \"debug\"}."
+}
+
 variable "count" {
   type    = number
   default = 1
@@ -119,6 +125,8 @@ job "hello-ex" {
         # Keep every node connected to all healthy instances of the job.
         cluster_service = "hello-ex-dist"
       }
+
+      env = var.env
 
       # The distribution cookie is a secret. Keep it in a Nomad Variable
       # that only this job can read, and let Nomad render it into secrets/:

@@ -97,7 +97,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	var hclVars strings.Builder
 	for _, v := range vars {
 		k, val, _ := strings.Cut(v, "=")
-		fmt.Fprintf(&hclVars, "%s = %s\n", k, strconv.Quote(val))
+		fmt.Fprintf(&hclVars, "%s = %s\n", k, hclValue(val))
 	}
 
 	c, cfg, err := nomadClient(address, namespace)
@@ -154,4 +154,15 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "==> Deployment of %s succeeded in %s\n", *job.ID, time.Since(start).Round(time.Millisecond))
 	}
 	return exitOK
+}
+
+// hclValue writes a -var value for a variables file: a map or a list
+// ({...} or [...]) as the HCL expression it is, as the nomad CLI takes it,
+// and anything else as a string.
+func hclValue(v string) string {
+	if t := strings.TrimSpace(v); strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") ||
+		strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
+		return t
+	}
+	return strconv.Quote(v)
 }

@@ -31,12 +31,13 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"upgrade": {"hot-upgrade a job's allocations one at a time (the hot canary)", runUpgrade},
-	"deploy":  {"deploy a full release and follow the Nomad deployment to its end", runDeploy},
-	"logs":    {"print or follow the logs of a job's allocations, prefixed with node names", runLogs},
-	"publish": {"upload a release tarball and its .sha256 to S3, GCS or a directory", runPublish},
-	"shell":   {"open a remote shell (IEx or the Erlang shell) on an allocation's node", runShell},
-	"status":  {"show every allocation of a job: versions, health, restarts, last deploy", runStatus},
+	"upgrade":  {"hot-upgrade a job's allocations one at a time (the hot canary)", runUpgrade},
+	"deploy":   {"deploy a full release and follow the Nomad deployment to its end", runDeploy},
+	"loadtest": {"send load through Consul-following balancers, optionally while a command (a deploy) runs", runLoadtest},
+	"logs":     {"print or follow the logs of a job's allocations, prefixed with node names", runLogs},
+	"publish":  {"upload a release tarball and its .sha256 to S3, GCS or a directory", runPublish},
+	"shell":    {"open a remote shell (IEx or the Erlang shell) on an allocation's node", runShell},
+	"status":   {"show every allocation of a job: versions, health, restarts, last deploy", runStatus},
 }
 
 func main() {

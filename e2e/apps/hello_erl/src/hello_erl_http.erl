@@ -1,5 +1,9 @@
 %% A minimal HTTP/1.1 server on gen_tcp: one process per connection,
 %% `Connection: close` on every response. Enough for health checks and demos.
+%%
+%% It shuts down gracefully: when the application stops, it closes its
+%% listening socket first, so new connections are refused, and then waits
+%% for the requests in flight to be answered.
 -module(hello_erl_http).
 -behaviour(gen_server).
 -export([start_link/1, port_from_env/0]).
@@ -15,26 +19,57 @@ port_from_env() ->
 start_link(Port) ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, Port, []).
 
+%% How long a stop waits for requests in flight; below the supervisor's
+%% shutdown time for this child.
+-define(DRAIN_MS, 8000).
+
 init(Port) ->
     process_flag(trap_exit, true),
     {ok, L} = gen_tcp:listen(Port, [binary, {active, false}, {reuseaddr, true},
-                                    {packet, http_bin}]),
+                                    {packet, http_bin}, {backlog, 1024}]),
     Self = self(),
-    spawn_link(fun() -> accept(Self, L) end),
-    {ok, L}.
+    Acceptor = spawn_link(fun() -> accept(Self, L) end),
+    {ok, {L, Acceptor}}.
 
-handle_call(_Req, _From, L) -> {reply, ok, L}.
-handle_cast(_Msg, L) -> {noreply, L}.
-handle_info(_Info, L) -> {noreply, L}.
+handle_call(_Req, _From, S) -> {reply, ok, S}.
+handle_cast(_Msg, S) -> {noreply, S}.
+handle_info({conn, Pid}, S) ->
+    erlang:monitor(process, Pid),
+    {noreply, S};
+handle_info(_Info, S) -> {noreply, S}.
 
-terminate(_Reason, L) ->
-    gen_tcp:close(L).
+terminate(_Reason, {L, Acceptor}) ->
+    gen_tcp:close(L),
+    Deadline = erlang:monotonic_time(millisecond) + ?DRAIN_MS,
+    %% The acceptor ends once the socket is closed; after that no new
+    %% connection can come.
+    receive {'EXIT', Acceptor, _} -> ok after ?DRAIN_MS -> ok end,
+    N = drain(0, Deadline),
+    io:format("hello_erl stopped accepting, ~b requests in flight answered~n", [N]).
+
+%% drain waits until every connection process this server monitors has
+%% ended, or until Deadline, and returns how many it waited for.
+drain(N, Deadline) ->
+    receive
+        {conn, Pid} -> erlang:monitor(process, Pid), drain(N, Deadline)
+    after 0 ->
+        case erlang:process_info(self(), monitors) of
+            {monitors, []} -> N;
+            _ ->
+                Left = max(0, Deadline - erlang:monotonic_time(millisecond)),
+                receive
+                    {'DOWN', _, process, _, _} -> drain(N + 1, Deadline)
+                after Left -> N
+                end
+        end
+    end.
 
 accept(Owner, L) ->
     case gen_tcp:accept(L) of
         {ok, S} ->
             Pid = spawn(fun() -> receive go -> serve(S) end end),
             ok = gen_tcp:controlling_process(S, Pid),
+            Owner ! {conn, Pid},
             Pid ! go,
             accept(Owner, L);
         {error, closed} ->
@@ -46,7 +81,7 @@ serve(S) ->
         {ok, {http_request, _Method, {abs_path, Path}, _}} ->
             drain_headers(S),
             {Code, Body} = route(Path),
-            Resp = [<<"HTTP/1.1 ">>, integer_to_binary(Code), <<" OK\r\n">>,
+            Resp = [<<"HTTP/1.1 ">>, integer_to_binary(Code), reason(Code), <<"\r\n">>,
                     <<"Content-Type: text/plain\r\nConnection: close\r\n">>,
                     <<"Content-Length: ">>, integer_to_binary(iolist_size(Body)),
                     <<"\r\n\r\n">>, Body],
@@ -62,7 +97,18 @@ drain_headers(S) ->
         _ -> ok
     end.
 
+reason(200) -> <<" OK">>;
+reason(_) -> <<" Service Unavailable">>.
+
+%% HELLO_UNHEALTHY makes the readiness check fail, for a deploy that must
+%% be rolled back.
 route(<<"/health">>) ->
+    case os:getenv("HELLO_UNHEALTHY") of
+        false -> {200, <<"ok\n">>};
+        _ -> {503, <<"unhealthy on purpose\n">>}
+    end;
+route(<<"/op/", Op/binary>>) ->
+    ok = hello_erl_oplog:record(Op),
     {200, <<"ok\n">>};
 route(<<"/state">>) ->
     {200, io_lib:format("~p~n", [hello_erl_counter:state()])};
