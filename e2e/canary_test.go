@@ -26,12 +26,16 @@ func beamctl(t testing.TB, args ...string) (string, int) {
 // beamctlSplit is beamctl with stdout and stderr apart, for -json output.
 func beamctlSplit(t testing.TB, args ...string) (string, string, int) {
 	t.Helper()
+	return beamctlOn(t, cluster, args...)
+}
+
+// beamctlOn runs beamctl against the cluster c.
+func beamctlOn(t testing.TB, c *Cluster, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(cluster.Root, "bin", "beamctl"), args...)
-	cmd.Env = append(append(os.Environ(), stores.Env()...),
-		"NOMAD_ADDR="+cluster.NomadAddr, "NOMAD_TOKEN="+cluster.NomadToken,
-		"CONSUL_HTTP_ADDR="+strings.TrimPrefix(cluster.ConsulAddr, "http://"), "CONSUL_HTTP_TOKEN="+cluster.ConsulToken)
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Root, "bin", "beamctl"), args...)
+	cmd.Env = append(append(os.Environ(), stores.Env()...), c.Env()...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -3,6 +3,8 @@
 // One Cluster is started per test binary and shared by its tests: a Consul
 // dev agent and a single-node Nomad agent (server and client) with a data
 // directory, so that the agent can be restarted and recover its tasks.
+// The deployment tests start a second Cluster with more Nomad clients, each
+// with a Consul client agent of its own, as on separate machines.
 // Everything listens on 127.0.0.1 only.
 package e2e
 
@@ -43,24 +45,49 @@ type Cluster struct {
 	consul, nomad *exec.Cmd
 	nomadConfig   string
 	stores        *Stores
+	clients       []*client // the Nomad clients after the first
+	nodes         int       // Nomad clients in all
+}
+
+// client is a Nomad client agent beyond the server's own, with the Consul
+// client agent it registers services in.
+type client struct {
+	name          string
+	consul, nomad *exec.Cmd
+	consulAddr    string
 }
 
 // Start starts Consul and Nomad with the plugin from Root/bin, and waits
-// until the Nomad client reports the beam driver healthy.
+// until the Nomad client reports the beam driver healthy. Its client
+// places tasks' ports in 20000–25999.
 func Start(root, dir string, stores *Stores) (*Cluster, error) {
-	c := &Cluster{Root: root, Dir: dir, stores: stores}
-	ports, err := freePorts(8)
+	return StartClients(root, dir, stores, 1, 20000, 25999)
+}
+
+// StartClients starts a cluster with n Nomad clients: the first shares its
+// agent with the Nomad server and uses the Consul server, each other one
+// has its own Consul client agent, data directories, ports, node name and
+// plugin data directory. The clients split the dynamic port range lo–hi.
+// All the drivers share one port mapper port, as on a host where epmd runs.
+func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, error) {
+	c := &Cluster{Root: root, Dir: dir, stores: stores, nodes: n}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(8 + 7*(n-1))
 	if err != nil {
 		return nil, err
 	}
+	span := (hi - lo + 1) / n
+	dynamic := func(i int) (int, int) { return lo + i*span, lo + (i+1)*span - 1 }
 	c.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
 
 	c.ConsulToken = uuid()
 	setToken(c.ConsulAddr, "X-Consul-Token", c.ConsulToken)
-	c.consul = exec.Command(filepath.Join(root, "bin", "consul"), "agent", "-dev",
+	c.consul = exec.Command(filepath.Join(root, "bin", "consul"), "agent", "-dev", "-node", "consul-1",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1",
+		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
 		"-server-port", strconv.Itoa(ports[3]), "-hcl", "disable_update_check = true",
 		"-hcl", fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }`,
@@ -102,8 +129,9 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 	}
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports[7]
-	cfg := fmt.Sprintf(nomadHCL, filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		ports[0], c.ConsulToken, filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
+	min, max := dynamic(0)
+	cfg := fmt.Sprintf(nomadHCL, "client-1", filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
+		serverHCL, min, max, "", ports[0], c.ConsulToken, filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -111,10 +139,132 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
+	for i := 1; i < n; i++ {
+		p := ports[8+7*(i-1):]
+		min, max := dynamic(i)
+		if err := c.addClient(i+1, p, ports[1], ports[5], min, max, readToken); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	if err := c.waitNodes(); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	return c, nil
 }
 
+// addClient starts Consul and Nomad client agents number i, on ports p,
+// joined to the Consul server's LAN pool and the Nomad server's RPC port.
+func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, min, max int, readToken string) error {
+	cl := &client{name: fmt.Sprintf("client-%d", i), consulAddr: fmt.Sprintf("127.0.0.1:%d", p[0])}
+	c.clients = append(c.clients, cl)
+	cl.consul = exec.Command(filepath.Join(c.Root, "bin", "consul"), "agent",
+		"-node", fmt.Sprintf("consul-%d", i), "-data-dir", filepath.Join(c.Dir, fmt.Sprintf("consul-%d", i)),
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-retry-join", fmt.Sprintf("127.0.0.1:%d", consulSerf),
+		"-http-port", strconv.Itoa(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(p[1]), "-serf-wan-port", strconv.Itoa(p[2]),
+		"-server-port", strconv.Itoa(p[3]), "-hcl", "disable_update_check = true",
+		"-hcl", fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { agent = %q } }`, c.ConsulToken))
+	if err := c.startLogged(cl.consul, fmt.Sprintf("consul-%d.log", i)); err != nil {
+		return err
+	}
+	setToken("http://"+cl.consulAddr, "X-Consul-Token", c.ConsulToken)
+	err := waitFor(60*time.Second, func() error {
+		var self struct{ Member struct{ Status int } }
+		if err := getJSON("http://"+cl.consulAddr+"/v1/agent/self", &self); err != nil {
+			return err
+		}
+		var nodes []struct{ Node string }
+		if err := getJSON("http://"+cl.consulAddr+"/v1/catalog/nodes", &nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.Node == fmt.Sprintf("consul-%d", i) {
+				return nil
+			}
+		}
+		return fmt.Errorf("consul-%d has not joined yet", i)
+	})
+	if err != nil {
+		return fmt.Errorf("consul client agent %d: %w\n%s", i, err, c.tail(fmt.Sprintf("consul-%d.log", i)))
+	}
+
+	config := filepath.Join(c.Dir, fmt.Sprintf("nomad-%d.hcl", i))
+	server := fmt.Sprintf("servers = [\"127.0.0.1:%d\"]", nomadRPC)
+	// Each client gets its own cgroup parent, so that neither manages the
+	// other's tasks' cgroups.
+	cgroup := fmt.Sprintf("cgroup_parent = \"nomad-client-%d.slice\"", i)
+	cfg := fmt.Sprintf(nomadHCL, cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, "plugins"),
+		p[4], p[5], p[6], "", min, max, server+"\n  "+cgroup, p[0], c.ConsulToken,
+		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), c.EPMDPort, p[0], readToken, c.stores.S3Addr)
+	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	cl.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", config)
+	cl.nomad.Env = append(append(os.Environ(), "AWS_CA_BUNDLE="), c.stores.Env()...)
+	return c.startLogged(cl.nomad, fmt.Sprintf("nomad-%d.log", i))
+}
+
+// waitNodes waits until every Nomad client is ready with a healthy beam
+// driver.
+func (c *Cluster) waitNodes() error {
+	err := waitFor(90*time.Second, func() error {
+		var nodes []struct {
+			ID, Name, Status string
+		}
+		if err := getJSON(c.NomadAddr+"/v1/nodes", &nodes); err != nil {
+			return err
+		}
+		ready := 0
+		for _, n := range nodes {
+			var full struct {
+				Drivers map[string]struct{ Healthy bool }
+			}
+			if n.Status != "ready" {
+				continue
+			}
+			if err := getJSON(c.NomadAddr+"/v1/node/"+n.ID, &full); err != nil {
+				return err
+			}
+			if full.Drivers["beam"].Healthy {
+				ready++
+			}
+		}
+		if ready < c.nodes {
+			return fmt.Errorf("%d of %d Nomad clients ready with a healthy beam driver", ready, c.nodes)
+		}
+		return nil
+	})
+	if err != nil {
+		logs := c.tail("nomad.log")
+		for _, cl := range c.clients {
+			logs += "\n" + cl.name + ":\n" + c.tail("nomad-"+strings.TrimPrefix(cl.name, "client-")+".log")
+		}
+		return fmt.Errorf("nomad: %w\n%s", err, logs)
+	}
+	return nil
+}
+
+// Env is the environment for a CLI to reach this cluster: NOMAD_ADDR,
+// NOMAD_TOKEN, CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN.
+func (c *Cluster) Env() []string {
+	return []string{"NOMAD_ADDR=" + c.NomadAddr, "NOMAD_TOKEN=" + c.NomadToken,
+		"CONSUL_HTTP_ADDR=" + strings.TrimPrefix(c.ConsulAddr, "http://"), "CONSUL_HTTP_TOKEN=" + c.ConsulToken}
+}
+
+const serverHCL = `
+server {
+  enabled          = true
+  bootstrap_expect = 1
+}
+`
+
+// nomadHCL is an agent's configuration: name, data_dir, plugin_dir,
+// ports, the server block (or ""), the dynamic port range, more client
+// settings, Consul, and the beam plugin's settings.
 const nomadHCL = `
+name       = %q
 data_dir   = %q
 plugin_dir = %q
 bind_addr  = "127.0.0.1"
@@ -140,14 +290,13 @@ advertise {
   serf = "127.0.0.1"
 }
 
-server {
-  enabled          = true
-  bootstrap_expect = 1
-}
-
+%s
 client {
   enabled           = true
   network_interface = "lo"
+  min_dynamic_port  = %d
+  max_dynamic_port  = %d
+  %s
   options {
     # The environment sets AWS_CA_BUNDLE, which breaks these fingerprints.
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
@@ -249,7 +398,13 @@ func (c *Cluster) Stop() {
 				_, _ = c.Nomad("job", "stop", "-purge", j.ID)
 			}
 		}
+		for _, cl := range c.clients {
+			stop(cl.nomad, 30*time.Second)
+		}
 		stop(c.nomad, 30*time.Second)
+	}
+	for _, cl := range c.clients {
+		stop(cl.consul, 15*time.Second)
 	}
 	if c.consul != nil && c.consul.Process != nil {
 		stop(c.consul, 15*time.Second)

@@ -306,8 +306,14 @@ func putSecrets(t testing.TB, id string, items map[string]string) string {
 // the test ends.
 func putVar(t testing.TB, path string, items map[string]string) {
 	t.Helper()
+	putVarOn(t, cluster, path, items)
+}
+
+// putVarOn is putVar on the cluster c.
+func putVarOn(t testing.TB, c *Cluster, path string, items map[string]string) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"Items": items})
-	req, err := http.NewRequest(http.MethodPut, cluster.NomadAddr+"/v1/var/"+path, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPut, c.NomadAddr+"/v1/var/"+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +326,7 @@ func putVar(t testing.TB, path string, items map[string]string) {
 		t.Fatalf("put variable %s: %s", path, resp.Status)
 	}
 	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, cluster.NomadAddr+"/v1/var/"+path, nil)
+		req, _ := http.NewRequest(http.MethodDelete, c.NomadAddr+"/v1/var/"+path, nil)
 		if resp, err := httpClient.Do(req); err == nil {
 			resp.Body.Close()
 		}

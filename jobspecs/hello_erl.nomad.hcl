@@ -21,6 +21,18 @@ variable "env" {
   description = "Extra environment for the node, for example {LOG_LEVEL = \"debug\"}."
 }
 
+variable "healthy_deadline" {
+  type        = string
+  default     = "2m"
+  description = "How long a new instance may take to pass its checks before Nomad counts it unhealthy."
+}
+
+variable "progress_deadline" {
+  type        = string
+  default     = "5m"
+  description = "How long a deployment may go without a new healthy instance before it fails and reverts."
+}
+
 variable "count" {
   type    = number
   default = 1
@@ -32,8 +44,11 @@ job "hello-erl" {
   # A new release (new config.release) is a Nomad deployment: one canary
   # first, promoted once its Consul checks have passed for
   # min_healthy_time, then the rest one at a time; a deployment that fails
-  # goes back to the last good job version by itself. Hot upgrades
-  # (beamctl upgrade) do not go through here: they change no jobspec.
+  # goes back to the last good job version by itself. A canary that never
+  # passes its checks is counted unhealthy after healthy_deadline, and the
+  # deployment fails once progress_deadline passes without progress (Nomad
+  # tries replacement canaries until then). Hot upgrades (beamctl upgrade)
+  # do not go through here: they change no jobspec.
   update {
     max_parallel      = 1
     canary            = 1
@@ -41,8 +56,8 @@ job "hello-erl" {
     auto_revert       = true
     health_check      = "checks"
     min_healthy_time  = "5s"
-    healthy_deadline  = "2m"
-    progress_deadline = "5m"
+    healthy_deadline  = var.healthy_deadline
+    progress_deadline = var.progress_deadline
   }
 
   group "web" {

@@ -94,7 +94,7 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		limit = time.Hour // the command's own time bounds the load
 	}
 	load := loadtest.Load{Targets: []string{follow.URL, polling.URL}, Rate: rate, Timeout: timeout,
-		Path: func(int) string { return path }, Max: limit + settle}
+		Path: func(int, int) string { return path }, Max: limit + settle}
 	fmt.Fprintf(stderr, "==> %d requests/s to %s through each balancer (%s, %s)\n", rate, service, follow.Name, polling.Name)
 	run := load.Start()
 	start := time.Now()

@@ -16,11 +16,11 @@ import (
 // Load is a constant rate of GET requests to each of Targets, bounded in
 // time and in requests.
 type Load struct {
-	Targets []string           // base URLs, usually Balancer.URL
-	Rate    int                // requests per second to each target
-	Path    func(n int) string // the path of request n of a target; "/" if nil
-	Timeout time.Duration      // per request; a slower answer is a failure
-	Max     time.Duration      // the load stops by itself after this long
+	Targets []string                   // base URLs, usually Balancer.URL
+	Rate    int                        // requests per second to each target
+	Path    func(target, n int) string // the path of request n to Targets[target]; "/" if nil
+	Timeout time.Duration              // per request; a slower answer is a failure
+	Max     time.Duration              // the load stops by itself after this long
 }
 
 // Result is what one target answered.
@@ -54,12 +54,12 @@ func (l Load) Start() *Run {
 		l.Max = 10 * time.Minute
 	}
 	if l.Path == nil {
-		l.Path = func(int) string { return "/" }
+		l.Path = func(int, int) string { return "/" }
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.Max)
 	r := &Run{cancel: cancel, started: time.Now()}
 	client := &http.Client{Timeout: l.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	for _, target := range l.Targets {
+	for i, target := range l.Targets {
 		res := &Result{Target: target, Errors: map[string]int{}}
 		r.results = append(r.results, res)
 		r.wg.Add(1)
@@ -78,7 +78,7 @@ func (l Load) Start() *Run {
 					return
 				case <-tick.C:
 				}
-				path := l.Path(n)
+				path := l.Path(i, n)
 				select {
 				case slots <- struct{}{}:
 				default:

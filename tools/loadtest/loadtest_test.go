@@ -141,7 +141,7 @@ func TestLoad(t *testing.T) {
 		n.Add(1)
 	}))
 	defer s.Close()
-	l := Load{Targets: []string{s.URL}, Rate: 200, Path: func(i int) string { return fmt.Sprintf("/op/%d", i) }, Max: 100 * time.Millisecond}
+	l := Load{Targets: []string{s.URL}, Rate: 200, Path: func(_, i int) string { return fmt.Sprintf("/op/%d", i) }, Max: 100 * time.Millisecond}
 	run := l.Start()
 	time.Sleep(300 * time.Millisecond) // past Max: the load has stopped itself
 	res := run.Stop()
