@@ -135,10 +135,25 @@ func BenchmarkReleaseCache(b *testing.B) {
 			return map[string]string{"task": "hello_erl", "source": releases.URL + "/" + name, "sha256": sha(body)}
 		}
 		vb, vr := small(), small()
-		coldBeam += timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("cold-beam-%d", i), vb)
-		coldRaw += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("cold-raw-%d", i), vr)
-		warmBeam += timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("warm-beam-%d", i), vb)
-		warmRaw += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("warm-raw-%d", i), vr)
+		beam := func(kind string) time.Duration {
+			return timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("%s-beam-%d", kind, i), vb)
+		}
+		raw := func(kind string) time.Duration {
+			return timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("%s-raw-%d", kind, i), vr)
+		}
+		// Each goes first in every other iteration, so that neither
+		// always runs on a machine the other has just warmed or loaded.
+		if i%2 == 0 {
+			coldBeam += beam("cold")
+			coldRaw += raw("cold")
+			warmBeam += beam("warm")
+			warmRaw += raw("warm")
+		} else {
+			coldRaw += raw("cold")
+			coldBeam += beam("cold")
+			warmRaw += raw("warm")
+			warmBeam += beam("warm")
+		}
 
 		name, body := releases.Padded(b, "hello_erl-0.1.0.tar.gz", 50<<20)
 		size = int64(len(body))

@@ -47,6 +47,10 @@ type Cluster struct {
 	stores        *Stores
 	clients       []*client // the Nomad clients after the first
 	nodes         int       // Nomad clients in all
+
+	// agentToken is the Consul token of the Nomad agents, and
+	// consulIdentity their consul block's workload identity settings.
+	agentToken, consulIdentity string
 }
 
 // client is a Nomad client agent beyond the server's own, with the Consul
@@ -59,9 +63,10 @@ type client struct {
 
 // Start starts Consul and Nomad with the plugin from Root/bin, and waits
 // until the Nomad client reports the beam driver healthy. Its client
-// places tasks' ports in 20000–25999.
+// places tasks' ports in 20000–29999: Nomad gives a stopping allocation's
+// ports to new ones at once, so a wide range makes a clash rare.
 func Start(root, dir string, stores *Stores) (*Cluster, error) {
-	return StartClients(root, dir, stores, 1, 20000, 25999)
+	return StartClients(root, dir, stores, 1, 20000, 29999)
 }
 
 // StartClients starts a cluster with n Nomad clients: the first shares its
@@ -130,14 +135,28 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, er
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports[7]
 	min, max := dynamic(0)
+	c.agentToken = c.ConsulToken
+	if n > 1 {
+		if err := c.consulAgentToken(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
 	cfg := fmt.Sprintf(nomadHCL, "client-1", filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		serverHCL, min, max, "", ports[0], c.ConsulToken, filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
+		serverHCL, min, max, "", ports[0], c.agentToken, c.consulIdentity,
+		filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
 	if err := c.startNomad(); err != nil {
 		c.Stop()
 		return nil, err
+	}
+	if n > 1 {
+		if err := c.consulAuthMethod(); err != nil {
+			c.Stop()
+			return nil, err
+		}
 	}
 	for i := 1; i < n; i++ {
 		p := ports[8+7*(i-1):]
@@ -196,7 +215,7 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, min, max int, 
 	// other's tasks' cgroups.
 	cgroup := fmt.Sprintf("cgroup_parent = \"nomad-client-%d.slice\"", i)
 	cfg := fmt.Sprintf(nomadHCL, cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, "plugins"),
-		p[4], p[5], p[6], "", min, max, server+"\n  "+cgroup, p[0], c.ConsulToken,
+		p[4], p[5], p[6], "", min, max, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
 		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), c.EPMDPort, p[0], readToken, c.stores.S3Addr)
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return err
@@ -204,6 +223,70 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, min, max int, 
 	cl.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", config)
 	cl.nomad.Env = append(append(os.Environ(), "AWS_CA_BUNDLE="), c.stores.Env()...)
 	return c.startLogged(cl.nomad, fmt.Sprintf("nomad-%d.log", i))
+}
+
+// consulAgentToken gives the Nomad agents a Consul token of their own, not
+// a management token, and has Nomad register each service with a token it
+// gets from Consul for the service's workload identity: the production
+// setup of `nomad setup consul`. consulAuthMethod completes it
+// once Nomad serves the keys that sign workload identities.
+func (c *Cluster) consulAgentToken() error {
+	var policy struct{ ID string }
+	err := postJSON(c.ConsulAddr+"/v1/acl/policy", map[string]any{
+		"Name": "nomad-agents",
+		// Nomad's documented minimum for clients: they register services
+		// with tokens from workload identities, but deregister them with
+		// their own.
+		"Rules": `agent_prefix "" { policy = "read" }
+node_prefix "" { policy = "write" }
+service_prefix "" { policy = "write" }`,
+	}, &policy)
+	if err != nil {
+		return fmt.Errorf("consul policy: %w", err)
+	}
+	var token struct{ SecretID string }
+	err = postJSON(c.ConsulAddr+"/v1/acl/token", map[string]any{
+		"Description": "Nomad agents",
+		"Policies":    []map[string]string{{"ID": policy.ID}},
+	}, &token)
+	if err != nil {
+		return fmt.Errorf("consul token: %w", err)
+	}
+	c.agentToken = token.SecretID
+	c.consulIdentity = `service_identity {
+    aud = ["consul.io"]
+    ttl = "1h"
+  }`
+	return nil
+}
+
+// consulAuthMethod lets Consul trust Nomad's workload identities: a JWT
+// auth method on the Nomad server's keys, and a binding rule that makes a
+// service's identity a Consul service identity.
+func (c *Cluster) consulAuthMethod() error {
+	err := postJSON(c.ConsulAddr+"/v1/acl/auth-method", map[string]any{
+		"Name": "nomad-workloads", "Type": "jwt", "DisplayName": "Nomad workload identities",
+		"Config": map[string]any{
+			"JWKSURL":          c.NomadAddr + "/.well-known/jwks.json",
+			"JWTSupportedAlgs": []string{"RS256", "ES256"},
+			"BoundAudiences":   []string{"consul.io"},
+			"ClaimMappings": map[string]string{
+				"nomad_namespace": "nomad_namespace", "nomad_job_id": "nomad_job_id",
+				"nomad_task": "nomad_task", "nomad_service": "nomad_service",
+			},
+		},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("consul auth method: %w", err)
+	}
+	err = postJSON(c.ConsulAddr+"/v1/acl/binding-rule", map[string]any{
+		"AuthMethod": "nomad-workloads", "BindType": "service",
+		"BindName": "${value.nomad_service}", "Selector": `"nomad_service" in value`,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("consul binding rule: %w", err)
+	}
+	return nil
 }
 
 // waitNodes waits until every Nomad client is ready with a healthy beam
@@ -306,6 +389,7 @@ client {
 consul {
   address = "127.0.0.1:%d"
   token   = %q
+  %s
 }
 
 acl {

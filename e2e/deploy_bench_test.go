@@ -18,7 +18,7 @@ import (
 // and no shutdown_delay, the naive setup. It reports the failed requests
 // through each balancer and the deploy's duration. Run it with `make bench`.
 func BenchmarkRollingDeploy(b *testing.B) {
-	dc, err := StartClients(cluster.Root, filepath.Join(cluster.Dir, "deploy-bench"), stores, 2, 26000, 31999)
+	dc, err := StartClients(cluster.Root, filepath.Join(cluster.Dir, "deploy-bench"), stores, 2, 30000, 32767)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -87,28 +87,5 @@ func BenchmarkRollingDeploy(b *testing.B) {
 		f := got[tc.name]
 		fmt.Printf("  %-18s failed %d (follow) + %d (poll 3s) of %d, deploy %.1fs\n",
 			tc.name, f.follow, f.poll, f.sent, f.took.Seconds()/n)
-	}
-}
-
-// waitGone waits until the job's allocations have all stopped.
-func (d *deployer) waitGone() {
-	d.t.Helper()
-	err := waitEvery(time.Second, 2*time.Minute, func() error {
-		var allocs []allocation
-		if err := d.c.NomadJSON("/v1/job/"+d.job+"/allocations", &allocs); err != nil {
-			if strings.Contains(err.Error(), "404") {
-				return nil
-			}
-			return err
-		}
-		for _, a := range allocs {
-			if a.ClientStatus == "running" || a.ClientStatus == "pending" {
-				return fmt.Errorf("allocation %s is %s", a.ID, a.ClientStatus)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		d.t.Fatal(err)
 	}
 }

@@ -31,7 +31,7 @@ const (
 // one follows Consul with blocking queries, the other refreshes every 3s.
 // Every request is an operation that the app logs in batches.
 func TestDeployments(t *testing.T) {
-	dc, err := StartClients(cluster.Root, filepath.Join(cluster.Dir, "deploy"), stores, 2, 26000, 31999)
+	dc, err := StartClients(cluster.Root, filepath.Join(cluster.Dir, "deploy"), stores, 2, 30000, 32767)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,21 +434,7 @@ func (d *deployer) checkOplog() {
 	if _, err := d.c.Nomad("job", "stop", d.job); err != nil {
 		d.t.Fatal(err)
 	}
-	err := waitEvery(time.Second, 2*time.Minute, func() error {
-		var allocs []allocation
-		if err := d.c.NomadJSON("/v1/job/"+d.job+"/allocations", &allocs); err != nil {
-			return err
-		}
-		for _, a := range allocs {
-			if a.ClientStatus == "running" || a.ClientStatus == "pending" {
-				return fmt.Errorf("allocation %s is still %s", a.ID, a.ClientStatus)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		d.t.Fatal(err)
-	}
+	d.waitGone()
 	logged := map[string]bool{}
 	files, _ := filepath.Glob(filepath.Join(d.oplog, "*.log"))
 	for _, name := range files {
@@ -506,6 +492,26 @@ func (d *deployer) checkNoManagementToken() {
 	if identities == 0 {
 		d.t.Error("no task had a workload identity token")
 	}
+	// Nomad registered the services in Consul with tokens it got for their
+	// workload identities, not with a token of its own.
+	var wi []struct {
+		ServiceIdentities []struct{ ServiceName string }
+	}
+	if err := d.c.ConsulJSON("/v1/acl/tokens?authmethod=nomad-workloads", &wi); err != nil {
+		d.t.Fatal(err)
+	}
+	services := 0
+	for _, tok := range wi {
+		for _, si := range tok.ServiceIdentities {
+			if si.ServiceName == "hello-erl" || si.ServiceName == "hello-erl-dist" {
+				services++
+			}
+		}
+	}
+	if services == 0 {
+		d.t.Error("no Consul token from the nomad-workloads auth method registered the hello-erl services")
+	}
+
 	// Nor does any running node's environment.
 	envs := 0
 	for _, s := range d.status(2) {
@@ -534,6 +540,29 @@ func (d *deployer) checkNoManagementToken() {
 	if envs != 2 {
 		d.t.Errorf("checked the environment of %d nodes, want 2", envs)
 	}
-	d.t.Logf("s6: %d task secret files and %d node environments checked, %d workload identity tokens, no management token",
-		len(secrets), envs, identities)
+	d.t.Logf("s6: %d task secret files and %d node environments checked, %d Nomad workload identity tokens, "+
+		"%d Consul service tokens from workload identities, no management token", len(secrets), envs, identities, services)
+}
+
+// waitGone waits until the job's allocations have all stopped.
+func (d *deployer) waitGone() {
+	d.t.Helper()
+	err := waitEvery(time.Second, 2*time.Minute, func() error {
+		var allocs []allocation
+		if err := d.c.NomadJSON("/v1/job/"+d.job+"/allocations", &allocs); err != nil {
+			if strings.Contains(err.Error(), "404") {
+				return nil
+			}
+			return err
+		}
+		for _, a := range allocs {
+			if a.ClientStatus == "running" || a.ClientStatus == "pending" {
+				return fmt.Errorf("allocation %s is %s", a.ID, a.ClientStatus)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
 }
