@@ -66,7 +66,7 @@ if stale "$out/hello_gleam-0.1.0.tar.gz" "$here/hello_gleam"; then
   mkdir -p "$ship/hello_gleam/ebin"
   erlc -o "$ship/hello_gleam/ebin" "$here"/hello_gleam/src/*.erl
   cat >"$ship/hello_gleam/ebin/hello_gleam.app" <<'APP'
-{application, hello_gleam, [{vsn, "0.1.0"}, {modules, [hello_gleam, 'hello_gleam@@main']}, {applications, [kernel, stdlib]}]}.
+{application, hello_gleam, [{vsn, "0.1.0"}, {modules, [hello_gleam, hello_gleam_sigterm, 'hello_gleam@@main']}, {applications, [kernel, stdlib]}]}.
 APP
   cp "$here/hello_gleam/entrypoint.sh" "$ship/"
   tar -C "$tmp" -czf "$out/hello_gleam-0.1.0.tar.gz" erlang-shipment

@@ -107,6 +107,9 @@ route(<<"/health">>) ->
         false -> {200, <<"ok\n">>};
         _ -> {503, <<"unhealthy on purpose\n">>}
     end;
+route(<<"/slow?ms=", Ms/binary>>) ->
+    timer:sleep(binary_to_integer(Ms)),
+    {200, <<"slow done\n">>};
 route(<<"/op/", Op/binary>>) ->
     ok = hello_erl_oplog:record(Op),
     {200, <<"ok\n">>};
