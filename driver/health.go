@@ -29,9 +29,18 @@ import (
 // application of its current release runs (for a Gleam shipment, which has
 // no release, when the node answers); it is critical (exit 2) while
 // the node boots, after an application crashed, or when the node does not
-// answer. An HTTP check sees whether the app answers; this one sees
+// answer. During a node's first minute the check waits, within its
+// timeout, for the boot to finish. An HTTP check sees whether the app answers; this one sees
 // whether the node is whole.
 const HealthCommand = "beam-health"
+
+// bootWindow is how long after its start a node counts as booting for
+// beam-health, and healthRetry how often the check asks a booting node
+// again within its timeout.
+const (
+	bootWindow  = time.Minute
+	healthRetry = 250 * time.Millisecond
+)
 
 // health runs the BEAM health check for a task.
 func (d *Driver) health(h *taskHandle, timeout time.Duration) *drivers.ExecTaskResult {
@@ -42,6 +51,21 @@ func (d *Driver) health(h *taskHandle, timeout time.Duration) *drivers.ExecTaskR
 	defer cancel()
 	start := time.Now()
 	msg, ok := d.checkNode(ctx, h)
+	// A node that has only just started gets the check's whole timeout to
+	// finish booting: the first check of a new allocation then passes as
+	// soon as the node is up, not one interval later, and every
+	// deployment that waits for its checks is shorter by that interval.
+	for !ok && time.Since(h.snapshot().StartedAt) < bootWindow {
+		dl, _ := ctx.Deadline()
+		if time.Until(dl) < 2*healthRetry {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(healthRetry):
+		}
+		msg, ok = d.checkNode(ctx, h)
+	}
 	h.logger.Debug("beam-health", "ok", ok, "result", msg, "took", time.Since(start))
 	code := 0
 	if !ok {
