@@ -74,11 +74,17 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 // has its own Consul client agent, data directories, ports, node name and
 // plugin data directory. The clients split the dynamic port range lo–hi.
 // All the drivers share one port mapper port, as on a host where epmd runs.
-func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, error) {
-	c := &Cluster{Root: root, Dir: dir, stores: stores, nodes: n}
+func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, err error) {
+	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	started := c // the results are nil on an error
+	defer func() {
+		if err != nil {
+			started.Stop()
+		}
+	}()
 	ports, err := freePorts(8 + 7*(n-1))
 	if err != nil {
 		return nil, err
@@ -110,7 +116,6 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, er
 		}
 		return nil
 	}); err != nil {
-		c.Stop()
 		return nil, fmt.Errorf("consul did not start: %w\n%s", err, c.tail("consul.log"))
 	}
 
@@ -121,7 +126,6 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, er
 		return err
 	})
 	if err != nil {
-		c.Stop()
 		return nil, err
 	}
 
@@ -134,40 +138,35 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, er
 	}
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports[7]
-	min, max := dynamic(0)
+	from, to := dynamic(0)
 	c.agentToken = c.ConsulToken
 	if n > 1 {
 		if err := c.consulAgentToken(); err != nil {
-			c.Stop()
 			return nil, err
 		}
 	}
 	cfg := fmt.Sprintf(nomadHCL, "client-1", filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		serverHCL, min, max, "", ports[0], c.agentToken, c.consulIdentity,
+		serverHCL, from, to, "", ports[0], c.agentToken, c.consulIdentity,
 		filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
 	if err := c.startNomad(); err != nil {
-		c.Stop()
 		return nil, err
 	}
 	if n > 1 {
 		if err := c.consulAuthMethod(); err != nil {
-			c.Stop()
 			return nil, err
 		}
 	}
 	for i := 1; i < n; i++ {
 		p := ports[8+7*(i-1):]
-		min, max := dynamic(i)
-		if err := c.addClient(i+1, p, ports[1], ports[5], min, max, readToken); err != nil {
-			c.Stop()
+		from, to := dynamic(i)
+		if err := c.addClient(i+1, p, ports[1], ports[5], from, to, readToken); err != nil {
 			return nil, err
 		}
 	}
 	if err := c.waitNodes(); err != nil {
-		c.Stop()
 		return nil, err
 	}
 	return c, nil
@@ -175,7 +174,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, er
 
 // addClient starts Consul and Nomad client agents number i, on ports p,
 // joined to the Consul server's LAN pool and the Nomad server's RPC port.
-func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, min, max int, readToken string) error {
+func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, readToken string) error {
 	cl := &client{name: fmt.Sprintf("client-%d", i), consulAddr: fmt.Sprintf("127.0.0.1:%d", p[0])}
 	c.clients = append(c.clients, cl)
 	cl.consul = exec.Command(filepath.Join(c.Root, "bin", "consul"), "agent",
@@ -190,10 +189,6 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, min, max int, 
 	}
 	setToken("http://"+cl.consulAddr, "X-Consul-Token", c.ConsulToken)
 	err := waitFor(60*time.Second, func() error {
-		var self struct{ Member struct{ Status int } }
-		if err := getJSON("http://"+cl.consulAddr+"/v1/agent/self", &self); err != nil {
-			return err
-		}
 		var nodes []struct{ Node string }
 		if err := getJSON("http://"+cl.consulAddr+"/v1/catalog/nodes", &nodes); err != nil {
 			return err
@@ -215,7 +210,7 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, min, max int, 
 	// other's tasks' cgroups.
 	cgroup := fmt.Sprintf("cgroup_parent = \"nomad-client-%d.slice\"", i)
 	cfg := fmt.Sprintf(nomadHCL, cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, "plugins"),
-		p[4], p[5], p[6], "", min, max, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
+		p[4], p[5], p[6], "", from, to, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
 		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), c.EPMDPort, p[0], readToken, c.stores.S3Addr)
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return err
@@ -569,10 +564,15 @@ func killUnder(dir string) {
 		}
 		cwd, _ := os.Readlink(p + "/cwd")
 		exe, _ := os.Readlink(p + "/exe")
-		if strings.HasPrefix(cwd, dir) || strings.HasPrefix(exe, dir) {
+		if under(cwd, dir) || under(exe, dir) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// under says whether path is dir or lies below it.
+func under(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, strings.TrimSuffix(dir, "/")+"/")
 }
 
 func freePorts(n int) ([]int, error) {

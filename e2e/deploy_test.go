@@ -187,6 +187,7 @@ func (d *deployer) load(name string, ops bool, f func()) ([]loadtest.Result, tim
 		targets = append(targets, b.URL)
 	}
 	run := loadtest.Load{Targets: targets, Rate: loadRate, Timeout: loadTimeout, Path: path, Max: 10 * time.Minute}.Start()
+	defer run.Stop() // when f fails the test; Stop may run twice
 	time.Sleep(2 * time.Second)
 	start := time.Now()
 	f()

@@ -8,11 +8,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/hcl/v2/hclwrite"
 	nomad "github.com/hashicorp/nomad/api"
+	"github.com/zclconf/go-cty/cty"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
@@ -156,13 +157,14 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// hclValue writes a -var value for a variables file: a map or a list
-// ({...} or [...]) as the HCL expression it is, as the nomad CLI takes it,
-// and anything else as a string.
+// hclValue returns a -var value as it goes into a variables file: a map or
+// a list ({...} or [...]) as the HCL expression it is, as the nomad CLI
+// takes one for a variable of that type, and anything else as an HCL
+// string, escaped so that HCL reads back exactly v.
 func hclValue(v string) string {
-	if t := strings.TrimSpace(v); strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}") ||
-		strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]") {
+	if t := strings.TrimSpace(v); (strings.HasPrefix(t, "{") && strings.HasSuffix(t, "}")) ||
+		(strings.HasPrefix(t, "[") && strings.HasSuffix(t, "]")) {
 		return t
 	}
-	return strconv.Quote(v)
+	return string(hclwrite.TokensForValue(cty.StringVal(v)).Bytes())
 }

@@ -9,6 +9,7 @@ func TestHCLValue(t *testing.T) {
 		{` ["a", "b"] `, `["a", "b"]`},
 		{`{not closed`, `"{not closed"`},
 		{`say "hi"`, `"say \"hi\""`},
+		{`${oops} %{x}`, `"$${oops} %%{x}"`},
 	} {
 		if got := hclValue(tc.in); got != tc.want {
 			t.Errorf("hclValue(%q) = %s, want %s", tc.in, got, tc.want)

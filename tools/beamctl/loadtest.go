@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,8 +59,8 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if service == "" || rate <= 0 {
-		fmt.Fprintln(stderr, "beamctl loadtest: -service is required, and -rate must be above 0")
+	if service == "" || rate <= 0 || poll <= 0 || !strings.HasPrefix(path, "/") {
+		fmt.Fprintln(stderr, "beamctl loadtest: -service is required, -rate and -poll must be above 0, and -path must start with /")
 		return exitUsage
 	}
 
@@ -89,10 +90,14 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// The load never outlasts -duration, or with a COMMAND an hour; Ctrl-C
+	// ends it early (and the command with it) and still prints the report.
 	limit := duration
 	if fs.NArg() > 0 {
-		limit = time.Hour // the command's own time bounds the load
+		limit = time.Hour
 	}
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	load := loadtest.Load{Targets: []string{follow.URL, polling.URL}, Rate: rate, Timeout: timeout,
 		Path: func(int, int) string { return path }, Max: limit + settle}
 	fmt.Fprintf(stderr, "==> %d requests/s to %s through each balancer (%s, %s)\n", rate, service, follow.Name, polling.Name)
@@ -100,21 +105,29 @@ func runLoadtest(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	code := exitOK
 	if fs.NArg() > 0 {
-		cmd := exec.Command(fs.Arg(0), fs.Args()[1:]...)
+		cctx, cancel := context.WithTimeout(sig, limit)
+		cmd := exec.CommandContext(cctx, fs.Arg(0), fs.Args()[1:]...)
 		cmd.Stdout, cmd.Stderr, cmd.Stdin = stdout, stderr, os.Stdin
-		if err := cmd.Run(); err != nil {
+		err := cmd.Run()
+		cancel()
+		switch {
+		case sig.Err() != nil:
+			fmt.Fprintf(stderr, "beamctl loadtest: interrupted while %s ran\n", fs.Arg(0))
+			code = exitFailed
+		case err != nil:
 			fmt.Fprintf(stderr, "beamctl loadtest: %s: %v\n", fs.Arg(0), err)
 			code = exitFailed
+		default:
+			select {
+			case <-sig.Done():
+			case <-time.After(settle):
+			}
 		}
-		time.Sleep(settle)
 	} else {
-		stop := make(chan os.Signal, 1)
-		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 		select {
-		case <-stop:
+		case <-sig.Done():
 		case <-time.After(duration):
 		}
-		signal.Stop(stop)
 	}
 	results := run.Stop()
 	took := time.Since(start)

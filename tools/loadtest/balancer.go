@@ -12,7 +12,6 @@ package loadtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -52,6 +51,9 @@ func Follow(c *consul.Client, service string) (*Balancer, error) {
 // Poll starts a balancer that reads the passing instances of service every
 // interval and keeps using the old list in between.
 func Poll(c *consul.Client, service string, every time.Duration) (*Balancer, error) {
+	if every <= 0 {
+		return nil, fmt.Errorf("balancer for %s: the poll interval must be above 0, not %s", service, every)
+	}
 	return start(c, service, "poll "+every.String(), every)
 }
 
@@ -132,9 +134,14 @@ func (b *Balancer) watch(ctx context.Context, h *consul.Health, service string, 
 		b.updates++
 		b.mu.Unlock()
 		if every == 0 {
-			if meta.LastIndex < index {
-				index = 0 // Consul's index went back: start over
-			} else {
+			// As Consul's documentation advises: start over when the index
+			// goes back, and never block on 0, which returns at once.
+			switch {
+			case meta.LastIndex < index:
+				index = 0
+			case meta.LastIndex == 0:
+				index = 1
+			default:
 				index = meta.LastIndex
 			}
 			continue
@@ -193,9 +200,5 @@ func (b *Balancer) WaitReady(ctx context.Context, n int) error {
 func (b *Balancer) Close() error {
 	b.cancel()
 	<-b.done
-	err := b.srv.Close()
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return b.srv.Close()
 }

@@ -39,7 +39,7 @@ type Run struct {
 	wg      sync.WaitGroup
 	results []*Result
 	mu      sync.Mutex
-	started time.Time
+	client  *http.Client
 }
 
 // Start starts the load. Stop ends it.
@@ -57,8 +57,8 @@ func (l Load) Start() *Run {
 		l.Path = func(int, int) string { return "/" }
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.Max)
-	r := &Run{cancel: cancel, started: time.Now()}
 	client := &http.Client{Timeout: l.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	r := &Run{cancel: cancel, client: client}
 	for i, target := range l.Targets {
 		res := &Result{Target: target, Errors: map[string]int{}}
 		r.results = append(r.results, res)
@@ -69,8 +69,9 @@ func (l Load) Start() *Run {
 			defer inflight.Wait()
 			tick := time.NewTicker(time.Second / time.Duration(l.Rate))
 			defer tick.Stop()
-			// At most Rate×Timeout requests can be open at once, so the
-			// load stays bounded even when the target stalls.
+			// At most Rate×(Timeout+1s) requests can be open at once, so
+			// the load stays bounded even when the target stalls; a request
+			// over that bound is counted as sent and failed.
 			slots := make(chan struct{}, l.Rate*int(l.Timeout/time.Second+1))
 			for n := 0; ; n++ {
 				select {
@@ -154,6 +155,7 @@ func kind(err error) string {
 func (r *Run) Stop() []Result {
 	r.cancel()
 	r.wg.Wait()
+	r.client.CloseIdleConnections()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]Result, len(r.results))

@@ -36,6 +36,8 @@ handle_cast(_Msg, S) -> {noreply, S}.
 handle_info({conn, Pid}, S) ->
     erlang:monitor(process, Pid),
     {noreply, S};
+handle_info({'EXIT', Acceptor, Reason}, S = {_, Acceptor}) ->
+    {stop, Reason, S};
 handle_info(_Info, S) -> {noreply, S}.
 
 terminate(_Reason, {L, Acceptor}) ->
@@ -68,9 +70,14 @@ accept(Owner, L) ->
     case gen_tcp:accept(L) of
         {ok, S} ->
             Pid = spawn(fun() -> receive go -> serve(S) end end),
-            ok = gen_tcp:controlling_process(S, Pid),
-            Owner ! {conn, Pid},
-            Pid ! go,
+            case gen_tcp:controlling_process(S, Pid) of
+                ok ->
+                    Owner ! {conn, Pid},
+                    Pid ! go;
+                {error, _} ->
+                    exit(Pid, kill),
+                    gen_tcp:close(S)
+            end,
             accept(Owner, L);
         {error, closed} ->
             ok

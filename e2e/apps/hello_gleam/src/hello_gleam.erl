@@ -15,25 +15,30 @@ main() ->
     Port = list_to_integer(os:getenv("NOMAD_PORT_http", "8000")),
     {ok, L} = gen_tcp:listen(Port, [binary, {active, false}, {reuseaddr, true}, {backlog, 1024}]),
     ok = hello_gleam_sigterm:forward_to(self()),
+    process_flag(trap_exit, true),
     Self = self(),
-    spawn_link(fun() -> accept(Self, L) end),
+    Acceptor = spawn_link(fun() -> accept(Self, L) end),
     io:format("hello_gleam booted, http port ~b~n", [Port]),
-    serve(L).
+    serve(L, Acceptor).
 
 %% serve keeps count of the requests in flight until SIGTERM comes.
-serve(L) ->
+serve(L, Acceptor) ->
     receive
         {conn, Pid} ->
             erlang:monitor(process, Pid),
-            serve(L);
+            serve(L, Acceptor);
         sigterm ->
-            process_flag(trap_exit, true),
             gen_tcp:close(L),
-            drain(erlang:monotonic_time(millisecond) + ?DRAIN_MS),
+            Deadline = erlang:monotonic_time(millisecond) + ?DRAIN_MS,
+            %% Once the acceptor has ended, no new connection can come.
+            receive {'EXIT', Acceptor, _} -> ok after ?DRAIN_MS -> ok end,
+            drain(Deadline),
             io:format("hello_gleam stopped accepting and answered its requests in flight~n"),
             init:stop();
+        {'EXIT', Acceptor, Reason} ->
+            exit(Reason);
         _ ->
-            serve(L)
+            serve(L, Acceptor)
     end.
 
 drain(Deadline) ->
