@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// client is a Nomad client agent beyond the server's own, with the Consul
+// client agent it registers services in.
+type client struct {
+	name          string
+	consul, nomad *exec.Cmd
+	consulAddr    string
+}
+
+// addClient starts Consul and Nomad client agents number i, on ports p,
+// joined to the Consul server's LAN pool and the Nomad server's RPC port.
+func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, readToken string) error {
+	cl := &client{name: fmt.Sprintf("client-%d", i), consulAddr: fmt.Sprintf("127.0.0.1:%d", p[0])}
+	c.clients = append(c.clients, cl)
+	cl.consul = exec.Command(filepath.Join(c.Root, "bin", "consul"), "agent",
+		"-node", fmt.Sprintf("consul-%d", i), "-data-dir", filepath.Join(c.Dir, fmt.Sprintf("consul-%d", i)),
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-retry-join", fmt.Sprintf("127.0.0.1:%d", consulSerf),
+		"-http-port", strconv.Itoa(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(p[1]), "-serf-wan-port", strconv.Itoa(p[2]),
+		"-server-port", strconv.Itoa(p[3]), "-hcl", "disable_update_check = true",
+		"-hcl", fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { agent = %q } }`, c.ConsulToken))
+	if err := c.startLogged(cl.consul, fmt.Sprintf("consul-%d.log", i)); err != nil {
+		return err
+	}
+	setToken("http://"+cl.consulAddr, "X-Consul-Token", c.ConsulToken)
+	err := waitFor(60*time.Second, func() error {
+		var nodes []struct{ Node string }
+		if err := getJSON("http://"+cl.consulAddr+"/v1/catalog/nodes", &nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			if n.Node == fmt.Sprintf("consul-%d", i) {
+				return nil
+			}
+		}
+		return fmt.Errorf("consul-%d has not joined yet", i)
+	})
+	if err != nil {
+		return fmt.Errorf("consul client agent %d: %w\n%s", i, err, c.tail(fmt.Sprintf("consul-%d.log", i)))
+	}
+
+	config := filepath.Join(c.Dir, fmt.Sprintf("nomad-%d.hcl", i))
+	server := fmt.Sprintf("servers = [\"127.0.0.1:%d\"]", nomadRPC)
+	// Each client gets its own cgroup parent, so that neither manages the
+	// other's tasks' cgroups.
+	cgroup := fmt.Sprintf("cgroup_parent = \"nomad-client-%d.slice\"", i)
+	cfg := fmt.Sprintf(nomadHCL, cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, "plugins"),
+		p[4], p[5], p[6], "", from, to, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
+		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), c.EPMDPort, p[0], readToken, c.stores.S3Addr)
+	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	cl.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", config)
+	cl.nomad.Env = append(append(os.Environ(), "AWS_CA_BUNDLE="), c.stores.Env()...)
+	return c.startLogged(cl.nomad, fmt.Sprintf("nomad-%d.log", i))
+}
+
+// consulAgentToken gives the Nomad agents a Consul token of their own, not
+// a management token, and has Nomad register each service with a token it
+// gets from Consul for the service's workload identity: the production
+// setup of `nomad setup consul`. consulAuthMethod completes it
+// once Nomad serves the keys that sign workload identities.
+func (c *Cluster) consulAgentToken() error {
+	var policy struct{ ID string }
+	err := postJSON(c.ConsulAddr+"/v1/acl/policy", map[string]any{
+		"Name": "nomad-agents",
+		// Nomad's documented minimum for clients: they register services
+		// with tokens from workload identities, but deregister them with
+		// their own.
+		"Rules": `agent_prefix "" { policy = "read" }
+node_prefix "" { policy = "write" }
+service_prefix "" { policy = "write" }`,
+	}, &policy)
+	if err != nil {
+		return fmt.Errorf("consul policy: %w", err)
+	}
+	var token struct{ SecretID string }
+	err = postJSON(c.ConsulAddr+"/v1/acl/token", map[string]any{
+		"Description": "Nomad agents",
+		"Policies":    []map[string]string{{"ID": policy.ID}},
+	}, &token)
+	if err != nil {
+		return fmt.Errorf("consul token: %w", err)
+	}
+	c.agentToken = token.SecretID
+	c.consulIdentity = `service_identity {
+    aud = ["consul.io"]
+    ttl = "1h"
+  }`
+	return nil
+}
+
+// consulAuthMethod lets Consul trust Nomad's workload identities: a JWT
+// auth method on the Nomad server's keys, and a binding rule that makes a
+// service's identity a Consul service identity.
+func (c *Cluster) consulAuthMethod() error {
+	err := postJSON(c.ConsulAddr+"/v1/acl/auth-method", map[string]any{
+		"Name": "nomad-workloads", "Type": "jwt", "DisplayName": "Nomad workload identities",
+		"Config": map[string]any{
+			"JWKSURL":          c.NomadAddr + "/.well-known/jwks.json",
+			"JWTSupportedAlgs": []string{"RS256", "ES256"},
+			"BoundAudiences":   []string{"consul.io"},
+			"ClaimMappings": map[string]string{
+				"nomad_namespace": "nomad_namespace", "nomad_job_id": "nomad_job_id",
+				"nomad_task": "nomad_task", "nomad_service": "nomad_service",
+			},
+		},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("consul auth method: %w", err)
+	}
+	err = postJSON(c.ConsulAddr+"/v1/acl/binding-rule", map[string]any{
+		"AuthMethod": "nomad-workloads", "BindType": "service",
+		"BindName": "${value.nomad_service}", "Selector": `"nomad_service" in value`,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("consul binding rule: %w", err)
+	}
+	return nil
+}
+
+// waitNodes waits until every Nomad client is ready with a healthy beam
+// driver.
+func (c *Cluster) waitNodes() error {
+	err := waitFor(90*time.Second, func() error {
+		var nodes []struct {
+			ID, Name, Status string
+		}
+		if err := getJSON(c.NomadAddr+"/v1/nodes", &nodes); err != nil {
+			return err
+		}
+		ready := 0
+		for _, n := range nodes {
+			var full struct {
+				Drivers map[string]struct{ Healthy bool }
+			}
+			if n.Status != "ready" {
+				continue
+			}
+			if err := getJSON(c.NomadAddr+"/v1/node/"+n.ID, &full); err != nil {
+				return err
+			}
+			if full.Drivers["beam"].Healthy {
+				ready++
+			}
+		}
+		if ready < c.nodes {
+			return fmt.Errorf("%d of %d Nomad clients ready with a healthy beam driver", ready, c.nodes)
+		}
+		return nil
+	})
+	if err != nil {
+		logs := c.tail("nomad.log")
+		for _, cl := range c.clients {
+			logs += "\n" + cl.name + ":\n" + c.tail("nomad-"+strings.TrimPrefix(cl.name, "client-")+".log")
+		}
+		return fmt.Errorf("nomad: %w\n%s", err, logs)
+	}
+	return nil
+}
