@@ -69,6 +69,12 @@ var (
 			hclspec.NewAttr("epmd_addr", "string", false),
 			hclspec.NewLiteral(`"0.0.0.0"`),
 		),
+		"epmd_use_host": hclspec.NewAttr("epmd_use_host", "bool", false),
+		"max_download_mb": hclspec.NewDefault(
+			hclspec.NewAttr("max_download_mb", "number", false),
+			hclspec.NewLiteral("4096"),
+		),
+		"file_roots": hclspec.NewAttr("file_roots", "list(string)", false),
 	})
 
 	// taskConfigSpec is the task's config { ... } block in a jobspec.
@@ -146,6 +152,17 @@ type Config struct {
 	S3Endpoint  string `codec:"s3_endpoint"`
 	S3Region    string `codec:"s3_region"`
 	S3PathStyle bool   `codec:"s3_path_style"`
+	// EPMDUseHost lets nodes register with an epmd that the host already
+	// runs on epmd_port, instead of failing. That epmd accepts any name
+	// from any local process, so this gives up squat protection.
+	EPMDUseHost bool `codec:"epmd_use_host"`
+	// MaxDownloadMB caps the size of a release tarball; 4096 by default,
+	// the unpacker's own limit.
+	MaxDownloadMB int `codec:"max_download_mb"`
+	// FileRoots lists the directories that file:// and absolute-path
+	// sources may read from. Empty turns file sources off: they would read
+	// any file the plugin (root) can.
+	FileRoots []string `codec:"file_roots"`
 }
 
 func (c *Config) validate() error {
@@ -168,6 +185,18 @@ func (c *Config) validate() error {
 	}
 	if c.EPMDAddr == "" {
 		c.EPMDAddr = "0.0.0.0"
+	}
+	if c.MaxDownloadMB < 0 {
+		return fmt.Errorf("max_download_mb = %d must not be negative; 0 means the default, 4096", c.MaxDownloadMB)
+	}
+	if c.MaxDownloadMB == 0 {
+		c.MaxDownloadMB = 4096
+	}
+	for i, r := range c.FileRoots {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("file_roots[%d] = %q must be an absolute directory, such as \"/srv/releases\"", i, r)
+		}
+		c.FileRoots[i] = filepath.Clean(r)
 	}
 	return nil
 }
