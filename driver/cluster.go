@@ -2,19 +2,27 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+	nomad "github.com/hashicorp/nomad/api"
+	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/control"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/peers"
 )
 
 // controlClient returns the channel into the task's node.
@@ -76,14 +84,30 @@ func lookPathNear(erl, prog string) (string, error) {
 	return "", os.ErrNotExist
 }
 
-// cluster keeps the node connected to every healthy instance of a Consul
-// service, normally the job's own distribution-port service. It follows the
-// service with blocking queries, so new instances are joined at once; an
-// instance that stops is dropped by the VM itself when its connection
-// closes. It runs until ctx ends.
+// cluster keeps the node connected to the healthy instances of a Consul
+// service, normally the job's own distribution-port service, that Nomad
+// vouches for. It follows the service with blocking queries, so new
+// instances are joined at once; an instance that stops is dropped by the
+// VM itself when its connection closes. It runs until ctx ends.
+//
+// Consul is not trusted: whoever may write the service name can register
+// any address there. An instance is dialed only when its address and port
+// are the dist port of a running allocation of this task's job, in its
+// namespace, as the Nomad API tells the task's workload identity (see
+// package peers). What cannot be verified is refused.
 func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
+	cfg := h.taskConfig
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = "default"
+	}
 	logger := h.logger.With("cluster_service", service)
-	client, err := d.consulClient(h.taskConfig.TaskDir().SecretsDir)
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil || tc.DistPort == "" {
+		logger.Error("clustering off: no dist_port in the task config", "error", err)
+		return
+	}
+	client, err := d.consulClient(cfg)
 	if err != nil {
 		logger.Error("clustering off: no Consul client", "error", err)
 		return
@@ -93,10 +117,26 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 		logger.Error("clustering off", "error", err)
 		return
 	}
-	cfg, _ := d.cfg()
+	if readTaskToken(cfg) == "" {
+		d.event(cfg, "Clustering is off: the task has no workload identity token to verify its peers with Nomad; "+
+			"add identity { file = true } to the task, then %s", policyHint(cfg))
+		return
+	}
+	lister, err := newTaskAPILister(cfg)
+	if err != nil {
+		d.event(cfg, "Clustering is off: cannot reach the Task API to verify peers: %v", err)
+		return
+	}
+	pcfg, _ := d.cfg()
+	verifier := &peers.Verifier{Lister: lister, Namespace: ns, JobID: cfg.JobID, Label: tc.DistPort,
+		MinAge: time.Second, MaxAge: 10 * time.Second}
+	resolver := &peers.Resolver{Names: func(host netip.Addr) (map[int]string, error) {
+		return epmd.Names(netip.AddrPortFrom(host, uint16(pcfg.EPMDPort)).String(), 2*time.Second)
+	}}
+	warned := &peers.Seen{Max: 1024}
 	var index uint64
 	var last string
-	failing := false
+	failing, denied := false, false
 	for ctx.Err() == nil {
 		entries, meta, err := client.Health().Service(service, "", true,
 			(&consul.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx))
@@ -105,7 +145,7 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 				logger.Warn("cannot list cluster peers from Consul", "error", err)
 				if !failing {
 					// Once per outage, so that events stay readable.
-					d.event(h.taskConfig, "Clustering: cannot list service %q from Consul (%v); "+
+					d.event(cfg, "Clustering: cannot list service %q from Consul (%v); "+
 						"check consul_address and the Consul token in the plugin config", service, err)
 					failing = true
 				}
@@ -120,12 +160,49 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 		} else {
 			index = meta.LastIndex
 		}
-		peers := resolvePeers(entries, cfg.EPMDPort, h.state.Node)
-		if len(peers) == 0 {
+		set, err := verifier.Peers(ctx, index)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, peers.ErrDenied) {
+				logger.Debug("Nomad refuses to list the job's allocations", "error", err)
+				if !denied {
+					// Once per refusal: a policy attached later takes
+					// effect without a restart.
+					d.event(cfg, "Clustering is off: Nomad refused to list the allocations of job %q to the task's "+
+						"workload identity, so peers found in Consul cannot be verified; %s", cfg.JobID, policyHint(cfg))
+					denied = true
+				}
+				sleep(ctx, 30*time.Second)
+				continue
+			}
+			logger.Warn("cannot verify cluster peers with Nomad", "error", err)
+			sleep(ctx, 2*time.Second)
 			continue
 		}
-		quoted := make([]string, len(peers))
-		for i, p := range peers {
+		if denied {
+			logger.Info("Nomad lists the job's allocations again: clustering on")
+			denied = false
+		}
+		accepted, refused := peers.Filter(entries, set)
+		for _, r := range refused {
+			msg := fmt.Sprintf("refusing cluster peer %s: not an allocation of job %s in namespace %s", r, cfg.JobID, ns)
+			logger.Debug(msg, "service_id", r.ServiceID)
+			if warned.First(r.ServiceID + " " + r.String()) {
+				logger.Warn(msg, "service_id", r.ServiceID)
+			}
+		}
+		nodes, skipped := resolver.Resolve(accepted, set, cfg.AllocID)
+		for _, s := range skipped {
+			logger.Debug("skipping cluster peer", "peer", s.Peer.Addr.String(), "alloc_id", s.Peer.AllocID, "reason", s.Reason)
+		}
+		if len(nodes) == 0 {
+			sleep(ctx, time.Second)
+			continue
+		}
+		quoted := make([]string, len(nodes))
+		for i, p := range nodes {
 			quoted[i] = "'" + p + "'"
 		}
 		out, err := ctl.Eval(ctx, "[{P, net_kernel:connect_node(P)} || P <- ["+strings.Join(quoted, ",")+"], not lists:member(P, nodes())]")
@@ -134,7 +211,7 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		if key := strings.Join(peers, ","); key != last {
+		if key := strings.Join(nodes, ","); key != last {
 			logger.Info("cluster peers", "peers", key, "result", out)
 			last = key
 		}
@@ -146,39 +223,139 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 	}
 }
 
-// resolvePeers turns Consul entries of a distribution-port service into
-// node names, asking each host's port mapper which node listens on the
-// registered port.
-func resolvePeers(entries []*consul.ServiceEntry, epmdPort int, self string) []string {
-	names := map[string]map[int]string{}
-	var peers []string
-	for _, e := range entries {
-		addr := e.Service.Address
-		if addr == "" {
-			addr = e.Node.Address
-		}
-		byPort, ok := names[addr]
-		if !ok {
-			byPort, _ = epmd.Names(net.JoinHostPort(addr, strconv.Itoa(epmdPort)), 2*time.Second)
-			names[addr] = byPort
-		}
-		if net.ParseIP(addr) == nil && !epmd.ValidName(addr) {
-			continue // not an address we can put in a node name
-		}
-		if name, ok := byPort[e.Service.Port]; ok && epmd.ValidName(name) {
-			if node := name + "@" + addr; node != self {
-				peers = append(peers, node)
-			}
+// policyHint tells how to let the task's identity list its job's
+// allocations: the minimal policy and the command that attaches it.
+func policyHint(cfg *drivers.TaskConfig) string {
+	return fmt.Sprintf("attach this policy to the task's workload identity: %s with beam-cluster.hcl holding %s",
+		peers.PolicyCommand(cfg.Namespace, cfg.JobID, cfg.TaskGroupName, cfg.Name, "beam-cluster.hcl"),
+		strings.Join(strings.Fields(peers.Policy(cfg.Namespace)), " "))
+}
+
+// maxTaskFile bounds what the driver reads from a task's directory.
+const maxTaskFile = 64 << 10
+
+// readTaskFile reads a small regular file at rel inside the task
+// directory. It goes through an os.Root, so no link (the task owns the
+// directory, the driver runs as root) can lead it outside; it opens
+// without blocking, so a FIFO cannot hang it; and it reads at most
+// maxTaskFile bytes.
+func readTaskFile(cfg *drivers.TaskConfig, rel string) ([]byte, error) {
+	root, err := os.OpenRoot(cfg.TaskDir().Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", rel)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTaskFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxTaskFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", rel, maxTaskFile)
+	}
+	return b, nil
+}
+
+// readTaskToken returns the task's workload identity token: from
+// secrets/nomad_token (identity { file = true }), read anew each time
+// since Nomad renews it, else NOMAD_TOKEN in its environment
+// (identity { env = true }).
+func readTaskToken(cfg *drivers.TaskConfig) string {
+	if b, err := readTaskFile(cfg, filepath.Join("secrets", "nomad_token")); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t
 		}
 	}
-	sort.Strings(peers)
-	return peers
+	return strings.TrimSpace(cfg.Env["NOMAD_TOKEN"])
+}
+
+// taskAPIClient returns a Nomad client on the task's Task API socket,
+// secrets/api.sock. Each connection first checks, through an os.Root,
+// that the socket is one and not a link the task planted to point the
+// driver at another socket on the host.
+func taskAPIClient(cfg *drivers.TaskConfig) (*nomad.Client, error) {
+	dir := cfg.TaskDir().Dir
+	rel := filepath.Join("secrets", "api.sock")
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, err
+		}
+		fi, err := root.Lstat(rel)
+		root.Close()
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s is not a socket", rel)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(dir, rel))
+	}
+	return nomad.NewClient(&nomad.Config{
+		Address:    "unix://" + filepath.Join(dir, rel),
+		Namespace:  cfg.Namespace,
+		HttpClient: &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: time.Minute},
+	})
+}
+
+// taskAPILister reads the task's job's allocations through the Task API,
+// as the task's workload identity.
+type taskAPILister struct {
+	cfg    *drivers.TaskConfig
+	client *nomad.Client
+}
+
+func newTaskAPILister(cfg *drivers.TaskConfig) (*taskAPILister, error) {
+	c, err := taskAPIClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &taskAPILister{cfg: cfg, client: c}, nil
+}
+
+func (l *taskAPILister) query(ctx context.Context, namespace string) *nomad.QueryOptions {
+	return (&nomad.QueryOptions{Namespace: namespace, AuthToken: readTaskToken(l.cfg)}).WithContext(ctx)
+}
+
+// JobAllocs lists the job's allocations (read-job).
+func (l *taskAPILister) JobAllocs(ctx context.Context, namespace, jobID string) ([]*nomad.AllocationListStub, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, _, err := l.client.Jobs().Allocations(jobID, false, l.query(ctx, namespace))
+	return out, nomadError(err)
+}
+
+// Alloc reads one allocation with its ports (read-job).
+func (l *taskAPILister) Alloc(ctx context.Context, namespace, id string) (*nomad.Allocation, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	out, _, err := l.client.Allocations().Info(id, l.query(ctx, namespace))
+	return out, nomadError(err)
+}
+
+// nomadError marks Nomad's ACL refusals with peers.ErrDenied.
+func nomadError(err error) error {
+	var status interface{ StatusCode() int }
+	if errors.As(err, &status) && status.StatusCode() == http.StatusForbidden {
+		return fmt.Errorf("%w: %v", peers.ErrDenied, err)
+	}
+	return err
 }
 
 // consulClient returns a Consul client. The token is the task's own
 // (workload identity writes it to secrets/consul_token), else the plugin's
 // consul_token, else CONSUL_HTTP_TOKEN from the environment.
-func (d *Driver) consulClient(secretsDir string) (*consul.Client, error) {
+func (d *Driver) consulClient(cfg *drivers.TaskConfig) (*consul.Client, error) {
 	pcfg, _ := d.cfg()
 	cc := consul.DefaultConfig()
 	if pcfg.ConsulAddress != "" {
@@ -187,7 +364,7 @@ func (d *Driver) consulClient(secretsDir string) (*consul.Client, error) {
 	if pcfg.ConsulToken != "" {
 		cc.Token = pcfg.ConsulToken
 	}
-	if b, err := os.ReadFile(filepath.Join(secretsDir, "consul_token")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+	if b, err := readTaskFile(cfg, filepath.Join("secrets", "consul_token")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		cc.Token = strings.TrimSpace(string(b))
 	}
 	return consul.NewClient(cc)

@@ -188,10 +188,11 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name)
 
-	started := false
+	started, node := false, ""
 	defer func() {
 		if !started {
 			d.releaseCache(cfg.ID) // a failed start holds nothing
+			d.unregisterNode(node)
 		}
 	}()
 	p, err := d.prepare(d.ctx, cfg, &tc, logger)
@@ -216,6 +217,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		LogLevel: "debug",
 		Compute:  client.Topology.Compute(),
 	}
+	// The port mapper answers for the node's name from now on, and accepts
+	// its registration: no other process can take the name first.
+	node = p.node
+	d.registerNode(p.node, p.distPort)
 	exec, pluginClient, err := executor.CreateExecutor(logger.With("task_id", cfg.ID), client, execCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to create executor: %w", err)
@@ -258,6 +263,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			ERTS:           p.release.ERTS,
 			Home:           p.home,
 			SSLDistOptFile: p.tlsOpt,
+			Trees:          p.trees,
 		},
 	}
 	h.state.StartedAt = h.startedAt
@@ -268,7 +274,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	d.tasks.Set(cfg.ID, h)
 	started = true
-	d.registerNode(p.node, p.distPort)
 	d.startCluster(h, tc.ClusterService)
 	d.startHot(h, tc.HotUpgrade)
 	go h.run()

@@ -7,14 +7,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"github.com/hashicorp/nomad/helper/uuid"
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
@@ -92,11 +95,17 @@ func newHarness(t *testing.T) (*Driver, *dtestutil.DriverHarness) {
 	// writes its cgroup.procs into the working directory: keep that out of
 	// the source tree.
 	t.Chdir(t.TempDir())
+	// A Nomad client makes its cgroup parent when it starts; on a machine
+	// that has never run one, the executor finds none to join.
+	if err := cgroupslib.Init(hclog.NewNullLogger(), fmt.Sprintf("0-%d", runtime.NumCPU()-1)); err != nil {
+		t.Fatalf("nomad cgroups: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	d := New(ctx, hclog.NewNullLogger())
 	h := dtestutil.NewDriverHarness(t, d)
-	cfg := &Config{DataDir: t.TempDir(), RequireSHA256: true, EPMDPort: freePort(t), EPMDAddr: "127.0.0.1"}
+	cfg := &Config{DataDir: t.TempDir(), RequireSHA256: true, EPMDPort: freePort(t), EPMDAddr: "127.0.0.1",
+		FileRoots: []string{os.TempDir()}}
 	var data []byte
 	if err := base.MsgPackEncode(&data, cfg); err != nil {
 		t.Fatal(err)

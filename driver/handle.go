@@ -30,6 +30,10 @@ type taskState struct {
 	ERTS           string // erts version the release bundles
 	Home           string // private HOME with the cookie
 	SSLDistOptFile string // set under TLS distribution
+	// Trees maps each release version on the node to its root in a tree
+	// the plugin owns: the driver reads the release there, never in the
+	// task's copy, which the task's user can change.
+	Trees map[string]string
 }
 
 // taskHandle is one running BEAM node and the executor that supervises it.
@@ -55,6 +59,7 @@ type taskHandle struct {
 	// Hot upgrades: one at a time, with what was tried.
 	hotMu   sync.Mutex
 	hot     hotRecord
+	rec     *record // the task's record in data_dir
 	hotKick chan struct{}
 	stopHot context.CancelFunc
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
 )
 
 // HealthCommand is a command that the driver answers itself in ExecTask,
@@ -108,7 +107,7 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (msg string, ok, 
 		return fmt.Sprintf("node %s is not up: init status %s", st.Node, status), false, true
 	}
 	var want []string
-	if pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, st.ReleaseVersion); err == nil {
+	if pkg, err := inspect(&st, st.ReleaseVersion); err == nil {
 		want = pkg.AppNames()
 	}
 	missing := hot.Missing(want, running)

@@ -2,16 +2,14 @@ package driver
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"time"
 )
 
 // hotRecord is what the driver remembers of a task's hot upgrades. A task
 // handle's driver state cannot change after StartTask, so it lives in the
-// task's secrets/beam/hot.json, which outlives restarts of the plugin and
-// of the node within the allocation.
+// task's record in the plugin's data_dir, which outlives restarts of the
+// plugin and of the node within the allocation, and which the task cannot
+// write.
 type hotRecord struct {
 	// Failed holds the raw targets that failed or were refused, so that
 	// the same target is not tried again in a loop. A new value (another
@@ -30,26 +28,24 @@ type hotResult struct {
 	At      time.Time `json:"at"`
 }
 
-func (h *taskHandle) hotFile() string {
-	return filepath.Join(h.taskConfig.TaskDir().SecretsDir, "beam", "hot.json")
-}
-
-// loadHot reads the task's hot-upgrade record, if any.
-func (h *taskHandle) loadHot() {
-	b, err := os.ReadFile(h.hotFile())
+// loadHot reads the task's record, with its hot-upgrade history.
+func (d *Driver) loadHot(h *taskHandle) {
+	rec, err := d.loadRecord(h.taskConfig)
 	if err != nil {
-		return
+		h.logger.Warn("ignoring a damaged task record", "error", err)
 	}
-	var rec hotRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		h.logger.Warn("ignoring a damaged hot-upgrade record", "error", err)
-		return
+	if rec == nil {
+		rec = &record{AllocDir: h.taskConfig.AllocDir}
 	}
-	h.hot = rec
+	h.rec = rec
+	h.hot = rec.HotLog
+	for v, root := range rec.Trees {
+		h.addTree(v, root)
+	}
 }
 
-// recordHot records an upgrade's outcome and saves the record atomically.
-func (h *taskHandle) recordHot(raw, from, version, outcome string, err error) {
+// recordHot records an upgrade's outcome in the task's record.
+func (d *Driver) recordHot(h *taskHandle, raw, from, version, outcome string, err error) {
 	res := &hotResult{Version: version, From: from, Outcome: outcome, At: time.Now().UTC()}
 	if err != nil {
 		res.Error = err.Error()
@@ -61,18 +57,14 @@ func (h *taskHandle) recordHot(raw, from, version, outcome string, err error) {
 	if outcome != hotCurrent {
 		h.hot.Last = res
 	}
-	b, jerr := json.Marshal(h.hot)
-	if jerr != nil {
-		return
-	}
-	p := h.hotFile()
-	tmp := p + ".tmp"
-	if werr := os.WriteFile(tmp, b, 0o600); werr != nil {
-		h.logger.Warn("cannot save the hot-upgrade record", "error", werr)
-		return
-	}
-	if rerr := os.Rename(tmp, p); rerr != nil {
-		h.logger.Warn("cannot save the hot-upgrade record", "error", rerr)
+	d.saveHot(h)
+}
+
+// saveHot saves the task's record with its hot-upgrade history.
+func (d *Driver) saveHot(h *taskHandle) {
+	h.rec.HotLog = h.hot
+	if err := d.saveRecord(h.taskConfig, h.rec); err != nil {
+		h.logger.Warn("cannot save the hot-upgrade record", "error", err)
 	}
 }
 
@@ -90,6 +82,18 @@ func (h *taskHandle) setVersion(v string) {
 	h.state.ReleaseVersion = v
 }
 
+// addTree records where the plugin's own tree of a version is.
+func (h *taskHandle) addTree(version, root string) {
+	h.stateLock.Lock()
+	defer h.stateLock.Unlock()
+	trees := make(map[string]string, len(h.state.Trees)+1)
+	for v, r := range h.state.Trees {
+		trees[v] = r
+	}
+	trees[version] = root
+	h.state.Trees = trees
+}
+
 func (h *taskHandle) pidNow() int {
 	h.stateLock.RLock()
 	defer h.stateLock.RUnlock()
@@ -102,12 +106,7 @@ func (d *Driver) startHot(h *taskHandle, hc HotUpgradeConfig) {
 	if !hc.Enabled || h.state.Node == "" {
 		return
 	}
-	h.loadHot()
-	// Staging directories of upgrades that a plugin restart cut short.
-	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(h.state.ReleaseRoot), ".hot-*"))
-	for _, dir := range stale {
-		_ = os.RemoveAll(dir)
-	}
+	d.loadHot(h)
 	ctx, cancel := context.WithCancel(d.ctx)
 	h.stopHot = cancel
 	go d.watchTargets(ctx, h, hc)

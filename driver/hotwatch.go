@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -86,24 +85,12 @@ func parseTarget(raw string) (hotTarget, error) {
 	return t, nil
 }
 
-// taskToken returns the task's workload identity token: from
-// secrets/nomad_token (identity { file = true }) or NOMAD_TOKEN in its
-// environment (identity { env = true }).
-func taskToken(cfg *drivers.TaskConfig) string {
-	if b, err := os.ReadFile(filepath.Join(cfg.TaskDir().SecretsDir, "nomad_token")); err == nil {
-		if t := strings.TrimSpace(string(b)); t != "" {
-			return t
-		}
-	}
-	return cfg.Env["NOMAD_TOKEN"]
-}
-
 // watchTargets follows the task's hot-upgrade Variable until ctx ends and
 // converges the node on its target. It runs one upgrade at a time.
 func (d *Driver) watchTargets(ctx context.Context, h *taskHandle, hc HotUpgradeConfig) {
 	cfg := h.taskConfig
 	path := hotVariable(cfg, hc)
-	token := taskToken(cfg)
+	token := readTaskToken(cfg)
 	if token == "" {
 		d.event(cfg, "Hot upgrades are off: the task has no workload identity token to read %s; "+
 			"add identity { file = true } to the task", path)

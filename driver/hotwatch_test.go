@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 func TestPickTarget(t *testing.T) {
@@ -68,7 +70,12 @@ func TestMergeTree(t *testing.T) {
 	write(src, "releases/0.2.0/app.rel", "new rel")
 	write(src, "lib/app-0.2.0/ebin/app.app", "new")
 	write(src, "lib/app-0.1.0/ebin/app.app", "would overwrite")
-	moved, err := mergeTree(src, dst)
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	moved, err := taskdir.Copy(src, root, taskdir.Root, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,8 @@ type tarball struct {
 // <tarball>.sha256 next to the tarball.
 func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel ReleaseConfig, logger hclog.Logger) (*tarball, error) {
 	pcfg, _ := d.cfg()
-	fetcher, store, err := d.sources()
+	fetcher := d.fetcher()
+	store, err := d.store(cfg)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
@@ -122,18 +123,16 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 	return t, nil
 }
 
-// sources returns the fetcher and the cache, built from the plugin config.
-func (d *Driver) sources() (*fetch.Fetcher, *cache.Cache, error) {
+// fetcher returns a fetcher built from the plugin config.
+func (d *Driver) fetcher() *fetch.Fetcher {
 	cfg, _ := d.cfg()
-	store, err := cache.New(filepath.Join(cfg.DataDir, "cache"), int64(cfg.CacheMaxMB)<<20)
-	if err != nil {
-		return nil, nil, fmt.Errorf("release cache in data_dir %s: %w", cfg.DataDir, err)
-	}
 	window, _ := time.ParseDuration(cfg.FetchRetryWindow)
 	return fetch.New(fetch.Config{
 		S3Endpoint:  cfg.S3Endpoint,
 		S3Region:    cfg.S3Region,
 		S3PathStyle: cfg.S3PathStyle,
 		RetryWindow: window,
-	}), store, nil
+		MaxBytes:    int64(cfg.MaxDownloadMB) << 20,
+		FileRoots:   cfg.FileRoots,
+	})
 }

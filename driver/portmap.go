@@ -2,11 +2,13 @@ package driver
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
@@ -14,8 +16,8 @@ import (
 
 // portMapper returns the port that nodes use to register and look each other
 // up, starting the driver's own port mapper on first use. If the port is
-// taken by an epmd that the host runs (as a system service, outside any
-// task), the driver uses that one instead.
+// taken, that is an error, unless epmd_use_host allows using an epmd that
+// the host runs there (as a system service, outside any task).
 func (d *Driver) portMapper() (int, error) {
 	cfg, _ := d.cfg()
 	d.epmdMu.Lock()
@@ -30,17 +32,29 @@ func (d *Driver) portMapper() (int, error) {
 		d.logger.Info("port mapper listening", "addr", addr)
 		return cfg.EPMDPort, nil
 	}
-	if isEPMD(cfg.EPMDPort) {
-		d.epmdHost = true
-		d.logger.Info("using the host's epmd", "port", cfg.EPMDPort)
-		return cfg.EPMDPort, nil
+	if !cfg.EPMDUseHost && !errors.Is(err, syscall.EADDRINUSE) {
+		return 0, fmt.Errorf("cannot start the port mapper on %s (epmd_port = %d): %w", addr, cfg.EPMDPort, err)
 	}
-	return 0, fmt.Errorf("cannot start the port mapper on %s (%v), and what listens there is not an epmd; "+
-		"free the port or set epmd_port in the plugin config", addr, err)
+	if !cfg.EPMDUseHost {
+		return 0, fmt.Errorf("cannot start the port mapper on %s: epmd_port %d is taken (%v). "+
+			"Usually the host's epmd holds the port; on Debian and Ubuntu, socket activation "+
+			"starts it: run \"systemctl disable --now epmd.socket\". Otherwise free the port, "+
+			"set another epmd_port on every client, or set epmd_use_host = true to use the "+
+			"host's epmd, which lets any local process take a node's name", addr, cfg.EPMDPort, err)
+	}
+	if !isEPMD(cfg.EPMDPort) {
+		return 0, fmt.Errorf("cannot start the port mapper on %s (%v), and what listens there is not an epmd; "+
+			"free the port or set epmd_port in the plugin config", addr, err)
+	}
+	d.epmdHost = true
+	d.logger.Warn("using the host's epmd (epmd_use_host = true): it gives a node's name to any local "+
+		"process that registers it first, so there is no protection against squatting", "port", cfg.EPMDPort)
+	return cfg.EPMDPort, nil
 }
 
 // registerNode records a node the driver runs with its port mapper, so that
-// peers find it even after a plugin restart.
+// peers find it even after a plugin restart. Only a recorded node may
+// register its name, so call it before the node starts.
 func (d *Driver) registerNode(node string, port int) {
 	d.epmdMu.Lock()
 	defer d.epmdMu.Unlock()
@@ -63,6 +77,7 @@ func shortName(node string) string {
 }
 
 // isEPMD reports whether an epmd answers a NAMES request on the local port.
+// It reads only the reply's first 4 bytes, the port.
 func isEPMD(port int) bool {
 	c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
 	if err != nil {
@@ -73,10 +88,9 @@ func isEPMD(port int) bool {
 	if _, err := c.Write([]byte{0, 1, 110}); err != nil {
 		return false
 	}
-	var p uint32
-	if err := binary.Read(c, binary.BigEndian, &p); err != nil {
+	var p [4]byte
+	if _, err := io.ReadFull(c, p[:]); err != nil {
 		return false
 	}
-	_, _ = io.Copy(io.Discard, c)
-	return int(p) == port
+	return int(binary.BigEndian.Uint32(p[:])) == port
 }

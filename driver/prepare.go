@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -17,8 +17,7 @@ import (
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/unpack"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // prepared is a release on disk, ready to start.
@@ -33,81 +32,77 @@ type prepared struct {
 	// base is the version the allocation started from; release.Version
 	// differs after a hot upgrade and a restart.
 	base string
+	// trees maps each version on the node to its plugin-owned release
+	// root.
+	trees map[string]string
 }
 
-// prepare fetches, verifies and unpacks the release into the task's local
-// directory, and builds the command that starts it. Each step emits a task
-// event; a failure emits one that says why and what to do.
+// prepare fetches and verifies the release, gives the task its own copy of
+// it in local/release, and builds the command that starts it. Each step
+// emits a task event; a failure emits one that says why and what to do.
+//
+// The task's user can change anything in its task directory, so nothing
+// there is read or trusted: the release is read from the plugin's own tree,
+// and the task's copy and secrets/beam are made anew on every start, a
+// restart within the allocation included. A restart rebuilds the release
+// as it stood, hot-upgrade packages included, from the plugin's record.
 func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*prepared, error) {
 	src := fetch.Redact(tc.Release.Source)
-	dir := filepath.Join(cfg.TaskDir().LocalDir, "release")
-	marker := filepath.Join(cfg.TaskDir().LocalDir, ".beam-release")
-	stamp := tc.Release.Source + "\n" + tc.Release.SHA256 + "\n"
-	base := "" // the version the allocation started from, before hot upgrades
-	if b, err := os.ReadFile(marker); err == nil && strings.HasPrefix(string(b), stamp) {
-		base = strings.TrimSpace(strings.TrimPrefix(string(b), stamp))
-		// A restart within the allocation: the release unpacked for it
-		// stays, with the hot upgrades it took. The node boots the
-		// version that was made permanent.
-		d.event(cfg, "Restarting from the release unpacked in this allocation")
-	} else {
-		tb, err := d.obtain(ctx, cfg, tc.Release, logger)
-		if err != nil {
-			return nil, err
-		}
-		defer tb.done()
-		_ = os.Remove(marker)
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, d.fail(cfg, "cannot clear %s: %v", dir, err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, d.fail(cfg, "cannot create %s: %v", dir, err)
-		}
-		d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
-		if err := d.unpackRelease(tb, dir, logger); err != nil {
-			// Leave nothing of a rejected archive behind, links included.
-			_ = os.RemoveAll(dir)
-			return nil, d.fail(cfg, "Unpack failed for %s: %v", src, err)
-		}
+	rec, err := d.loadRecord(cfg)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
 	}
-	rel, err := release.Find(dir, tc.Release.Name)
+	if rec != nil && (rec.Source != tc.Release.Source || rec.SHA256 != tc.Release.SHA256) {
+		rec = nil
+	}
+	if rec != nil {
+		d.event(cfg, "Restarting: the release is rebuilt from this node's verified copy")
+	} else {
+		d.sweepRecords()
+		rec = &record{AllocDir: cfg.AllocDir, Source: tc.Release.Source, SHA256: tc.Release.SHA256}
+	}
+	tree, _, err := d.releaseTree(ctx, cfg, tc.Release, logger)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := release.Find(tree, tc.Release.Name)
 	if err != nil {
 		return nil, d.fail(cfg, "Bad release in %s: %v", src, err)
-	}
-	if base == "" {
-		base = rel.Version
-		if err := os.WriteFile(marker, []byte(stamp+base+"\n"), 0o600); err != nil {
-			return nil, d.fail(cfg, "cannot write %s: %v", marker, err)
-		}
 	}
 	host := d.host.probe(ctx)
 	if err := rel.Check(host.ERTS); err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
-	if tc.HotUpgrade.Enabled && rel.Kind == release.Mix {
-		// mix ships no releases/RELEASES; without one release_handler
-		// knows the running release by name only, and cannot go back
-		// to it after an upgrade.
-		pkg, err := relup.Inspect(rel.Root, rel.Name)
-		if err == nil {
-			err = relup.WriteRELEASES(pkg)
-		}
-		if err != nil {
-			return nil, d.fail(cfg, "Hot upgrades need releases/RELEASES, which cannot be written: %v", err)
-		}
+	if rec.Base == "" {
+		rec.Base = rel.Version
 	}
+	rec.Trees = map[string]string{rec.Base: rel.Root}
+
+	td, err := taskdir.Open(cfg.TaskDir().Dir)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+	defer td.Close()
+	owner := taskdir.Root
 	if tc.HotUpgrade.Enabled && cfg.User != "" {
 		// release_handler, in the node, writes the release's files.
-		if err := launch.Chown(rel.Root, cfg.User); err != nil {
-			return nil, d.fail(cfg, "Hot upgrades need the release owned by user %s: %v", cfg.User, err)
+		if owner, err = taskdir.Lookup(cfg.User); err != nil {
+			return nil, d.fail(cfg, "%v", err)
 		}
+	}
+	running, err := d.copyRelease(ctx, cfg, td, tree, rel, rec, owner, tc.HotUpgrade.Enabled, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.saveRecord(cfg, rec); err != nil {
+		return nil, d.fail(cfg, "cannot save the task's record in data_dir: %v", err)
 	}
 
 	node, port, err := nodeName(cfg, tc)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
-	cookie, err := readCookie(cfg, tc)
+	cookie, err := readCookie(td, cfg, tc)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
@@ -117,12 +112,19 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 			return nil, d.fail(cfg, "%v", err)
 		}
 	}
+	out, err := td.Fresh("secrets/beam", 0o700)
+	if err != nil {
+		return nil, d.fail(cfg, "cannot prepare secrets/beam: %v", err)
+	}
+	defer out.Close()
 	spec := launch.Spec{
-		Release:  rel,
+		Release:  running,
+		Tree:     rec.Trees[running.Version],
 		Node:     node,
 		DistPort: port,
 		EPMDPort: epmdPort,
 		Dir:      filepath.Join(cfg.TaskDir().SecretsDir, "beam"),
+		Out:      out,
 		Cookie:   cookie,
 		User:     cfg.User,
 	}
@@ -145,26 +147,23 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if tc.CookieEnv != "" {
 		unset = append(unset, tc.CookieEnv)
 	}
-	return &prepared{release: rel, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
-		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile, base: base}, nil
+	return &prepared{release: running, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
+		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile, base: rec.Base,
+		trees: rec.Trees}, nil
 }
 
 // readCookie returns the distribution cookie from the task's cookie_file or
 // cookie_env. Errors never quote it.
-func readCookie(cfg *drivers.TaskConfig, tc *TaskConfig) (string, error) {
+func readCookie(td *taskdir.Dir, cfg *drivers.TaskConfig, tc *TaskConfig) (string, error) {
 	switch {
 	case tc.CookieFile != "":
-		// Through os.Root: the driver runs as root, and a link planted in
-		// the task directory must not let it read a file outside.
-		root, err := os.OpenRoot(cfg.TaskDir().Dir)
-		if err != nil {
-			return "", fmt.Errorf("cookie_file: %w", err)
-		}
-		defer root.Close()
-		b, err := root.ReadFile(tc.CookieFile)
+		// Through the task directory's root: the driver runs as root, and a
+		// link planted in the task directory must not let it read a file
+		// outside.
+		b, err := td.ReadFile(filepath.ToSlash(tc.CookieFile), 4096)
 		if err != nil {
 			return "", fmt.Errorf("cookie_file %s cannot be read (%v); render it with a template, "+
-				"for example from the Nomad Variable nomad/jobs/%s", tc.CookieFile, errors.Unwrap(err), cfg.JobName)
+				"for example from the Nomad Variable nomad/jobs/%s", tc.CookieFile, why(err), cfg.JobName)
 		}
 		return strings.TrimSpace(string(b)), nil
 	case tc.CookieEnv != "":
@@ -175,6 +174,15 @@ func readCookie(cfg *drivers.TaskConfig, tc *TaskConfig) (string, error) {
 		return strings.TrimSpace(v), nil
 	}
 	return "", nil
+}
+
+// why returns the cause of a file error without the path it names.
+func why(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 var nodeUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
@@ -275,44 +283,4 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-// unpackRelease puts the release into dir. When the node already keeps the
-// release unpacked, the task gets a copy of that tree, which is faster than
-// unpacking. Otherwise it unpacks the tarball, and the tree is built a
-// second later, off the task's start path (the node boots meanwhile), for
-// the next tasks.
-func (d *Driver) unpackRelease(tb *tarball, dir string, logger hclog.Logger) error {
-	if tb.sha256 == "" {
-		return unpack.File(tb.path, dir, unpack.Limits{})
-	}
-	_, store, err := d.sources()
-	if err != nil {
-		return err
-	}
-	if tree, ok := store.HasTree(tb.sha256); ok {
-		if err := materialize(tree, dir); err == nil {
-			return nil
-		}
-		logger.Debug("cannot copy the cached release, unpacking it", "error", err)
-		if err := os.RemoveAll(dir); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := unpack.File(tb.path, dir, unpack.Limits{}); err != nil {
-		return err
-	}
-	tarball, sum := tb.path, tb.sha256
-	time.AfterFunc(time.Second, func() {
-		_, err := store.Tree(sum, func(tmp string) error {
-			return unpack.File(tarball, tmp, unpack.Limits{})
-		})
-		if err != nil {
-			logger.Debug("cannot keep the release unpacked", "error", err)
-		}
-	})
-	return nil
 }

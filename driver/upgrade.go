@@ -14,10 +14,9 @@ import (
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/unpack"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // Outcomes of a hot upgrade, in the beam.hot annotation of its task events,
@@ -74,13 +73,13 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 	t, err := parseTarget(raw)
 	if err != nil {
 		step.emit(hotInvalid, "Hot upgrade target %s in %s is invalid: %v", key, step.variable, err)
-		h.recordHot(raw, st.ReleaseVersion, "", hotInvalid, err)
+		d.recordHot(h, raw, st.ReleaseVersion, "", hotInvalid, err)
 		return false
 	}
 	step.to = t.Version
 	refuse := func(err error) bool {
 		step.emit(hotRefused, "Hot upgrade to %s refused, node untouched: %v", t.Version, err)
-		h.recordHot(raw, st.ReleaseVersion, t.Version, hotRefused, err)
+		d.recordHot(h, raw, st.ReleaseVersion, t.Version, hotRefused, err)
 		return false
 	}
 
@@ -114,14 +113,14 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 			// Installed, but the upgrade was cut short (the plugin
 			// restarted) before it was made permanent: finish it.
 			err := d.finish(ctx, h, node, step)
-			h.recordHot(raw, current, current, outcomeOf(err), err)
+			d.recordHot(h, raw, current, current, outcomeOf(err), err)
 			return false
 		}
-		h.recordHot(raw, current, current, hotCurrent, nil)
+		d.recordHot(h, raw, current, current, hotCurrent, nil)
 		return false
 	}
 	outcome, err := d.upgrade(ctx, h, node, step, t, rels, &st)
-	h.recordHot(raw, current, t.Version, outcome, err)
+	d.recordHot(h, raw, current, t.Version, outcome, err)
 	return false
 }
 
@@ -154,54 +153,38 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		if t.Source == "" {
 			return refuse(fmt.Errorf("version %s is not on the node and the target has no source", t.Version))
 		}
-		pkg, staging, err := d.stageHot(ctx, h, st, t)
+		pkg, err := d.stageHot(ctx, h, st, t)
 		if err != nil {
 			return refuse(err)
 		}
-		defer os.RemoveAll(staging)
 		if err := pkg.CheckUpgrade(st.ReleaseName, step.from, st.ERTS); err != nil {
 			return refuse(err)
 		}
-		moved, err := mergeTree(pkg.Root, st.ReleaseRoot)
-		// Until release_handler knows the release, what was added is the
-		// driver's to take back.
-		unmerge := func() {
-			for _, p := range moved {
-				_ = os.RemoveAll(p)
-			}
-		}
+		unmerge, err := d.mergeHot(h, st, pkg)
 		if err != nil {
-			unmerge()
 			return refuse(fmt.Errorf("cannot add the release to the node's root: %w", err))
-		}
-		rel := &release.Release{Root: st.ReleaseRoot, Name: st.ReleaseName, Version: t.Version, Kind: release.Kind(st.ReleaseKind)}
-		if err := launch.Scrub(rel); err != nil {
-			unmerge()
-			return refuse(err)
-		}
-		if u := h.taskConfig.User; u != "" {
-			for _, p := range moved {
-				if err := launch.Chown(p, u); err != nil {
-					unmerge()
-					return refuse(err)
-				}
-			}
 		}
 		if _, err := node.Unpacked(ctx, pkg.RelFileIn(st.ReleaseRoot)); err != nil {
 			unmerge()
 			return refuse(err)
 		}
+		// From here release_handler knows the version, and a restart of
+		// the task rebuilds it.
+		h.rec.Hot = append(h.rec.Hot, hotPackage{Version: t.Version, Source: t.Source, SHA256: pkg.sum})
+		h.rec.Trees = mapWith(h.rec.Trees, t.Version, pkg.Root)
+		h.addTree(t.Version, pkg.Root)
+		d.saveHot(h)
 		unpacked = true
 		apps = pkg.AppNames()
 	} else {
-		cur, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, step.from)
+		cur, err := inspect(st, step.from)
 		if err != nil {
 			return refuse(err)
 		}
 		if err := cur.CheckDowngrade(t.Version); err != nil {
 			return refuse(err)
 		}
-		to, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, t.Version)
+		to, err := inspect(st, t.Version)
 		if err != nil {
 			return refuse(err)
 		}
@@ -212,6 +195,8 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 			if err := node.Remove(context.WithoutCancel(ctx), t.Version); err != nil {
 				h.logger.Warn("cannot remove the failed release", "version", t.Version, "error", err)
 			}
+			h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(p hotPackage) bool { return p.Version == t.Version })
+			d.saveHot(h)
 		}
 	}
 	if st.ReleaseKind == string(release.Mix) {
@@ -268,6 +253,8 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		return hotFailed, err
 	}
 	h.setVersion(t.Version)
+	h.rec.Permanent = t.Version
+	d.saveHot(h)
 	step.emit(hotSucceeded, "Hot upgrade %s → %s done in %d ms: same pid %d, %s is permanent",
 		step.from, t.Version, time.Since(step.start).Milliseconds(), h.pidNow(), t.Version)
 	return hotSucceeded, nil
@@ -277,12 +264,16 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 // it is healthy.
 func (d *Driver) finish(ctx context.Context, h *taskHandle, node *hot.Node, step *hotStep) error {
 	st := h.snapshot()
-	pkg, err := relup.InspectVersion(st.ReleaseRoot, st.ReleaseName, step.to)
+	pkg, err := inspect(&st, step.to)
 	if err == nil {
 		err = node.Healthy(ctx, step.to, pkg.AppNames())
 	}
 	if err == nil {
 		err = node.MakePermanent(ctx, step.to)
+	}
+	if err == nil {
+		h.rec.Permanent = step.to
+		d.saveHot(h)
 	}
 	if err != nil {
 		step.emit(hotFailed, "Hot upgrade to %s was installed but cannot be made permanent (a restart boots the old version): %v", step.to, err)
@@ -309,41 +300,100 @@ func status(rels []hot.Release, vsn string) string {
 	return ""
 }
 
-// stageHot fetches the target through the node's cache and unpacks it into
-// a staging directory next to the node's release root (the same file
-// system, so that its files can be moved in), where it is inspected. The
-// caller removes the staging directory.
-func (d *Driver) stageHot(ctx context.Context, h *taskHandle, st *taskState, t hotTarget) (*relup.Package, string, error) {
-	tb, err := d.obtain(ctx, h.taskConfig, ReleaseConfig{Source: t.Source, SHA256: t.SHA256, hot: true}, h.logger)
-	if err != nil {
-		return nil, "", err
-	}
-	defer tb.done()
-	dir, err := os.MkdirTemp(filepath.Dir(st.ReleaseRoot), ".hot-"+t.Version+"-")
-	if err != nil {
-		return nil, "", err
-	}
-	pkg, err := inspectStaged(tb.path, dir, st.ReleaseName, t)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, "", err
-	}
-	return pkg, dir, nil
+// staged is a hot-upgrade package in a tree the plugin owns.
+type staged struct {
+	*relup.Package
+	sum string // the tarball's sha256, if known
 }
 
-func inspectStaged(tarball, dir, name string, t hotTarget) (*relup.Package, error) {
-	src := fetch.Redact(t.Source)
-	if err := unpack.File(tarball, dir, unpack.Limits{}); err != nil {
-		return nil, fmt.Errorf("unpack %s: %w", src, err)
+// stageHot fetches the target through the node's cache into a tree the
+// plugin owns, and inspects it there.
+func (d *Driver) stageHot(ctx context.Context, h *taskHandle, st *taskState, t hotTarget) (*staged, error) {
+	tree, sum, err := d.releaseTree(ctx, h.taskConfig, ReleaseConfig{Source: t.Source, SHA256: t.SHA256, hot: true}, h.logger)
+	if err != nil {
+		return nil, err
 	}
-	rel, err := release.Find(dir, name)
+	src := fetch.Redact(t.Source)
+	rel, err := release.Find(tree, st.ReleaseName)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	if rel.Version != t.Version {
 		return nil, fmt.Errorf("%s holds %s %s, not %s", src, rel.Name, rel.Version, t.Version)
 	}
-	return relup.Inspect(rel.Root, name)
+	pkg, err := relup.Inspect(rel.Root, st.ReleaseName)
+	if err != nil {
+		return nil, err
+	}
+	return &staged{Package: pkg, sum: sum}, nil
+}
+
+// mergeHot copies the package's files that the node's release root does
+// not have into it, through the task directory's root, as release_handler
+// unpacks a release with keep_old_files. It returns a function that takes
+// them back out.
+func (d *Driver) mergeHot(h *taskHandle, st *taskState, pkg *staged) (func(), error) {
+	owner, err := taskdir.Lookup(h.taskConfig.User)
+	if err != nil {
+		return nil, err
+	}
+	root, err := openReleaseRoot(h.taskConfig, st.ReleaseRoot)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	created, err := taskdir.Copy(pkg.Root, root, owner, true, nil)
+	unmerge := func() {
+		r, err := openReleaseRoot(h.taskConfig, st.ReleaseRoot)
+		if err != nil {
+			h.logger.Warn("cannot take back a failed hot-upgrade package", "error", err)
+			return
+		}
+		defer r.Close()
+		for _, p := range created {
+			_ = r.RemoveAll(p)
+		}
+	}
+	if err != nil {
+		unmerge()
+		return nil, err
+	}
+	return unmerge, nil
+}
+
+// openReleaseRoot opens the task's copy of the release at root through
+// its task directory.
+func openReleaseRoot(cfg *drivers.TaskConfig, root string) (*os.Root, error) {
+	rel, err := filepath.Rel(cfg.TaskDir().Dir, root)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("release root %s is not in the task directory", root)
+	}
+	td, err := taskdir.Open(cfg.TaskDir().Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer td.Close()
+	return td.Root().OpenRoot(rel)
+}
+
+// inspect reads version vsn of the task's release from the plugin's own
+// tree of it.
+func inspect(st *taskState, vsn string) (*relup.Package, error) {
+	root, ok := st.Trees[vsn]
+	if !ok {
+		return nil, fmt.Errorf("version %s is not one the driver put on the node", vsn)
+	}
+	return relup.InspectVersion(root, st.ReleaseName, vsn)
+}
+
+// mapWith returns a copy of m with k set to v.
+func mapWith(m map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(m)+1)
+	for a, b := range m {
+		out[a] = b
+	}
+	out[k] = v
+	return out
 }
 
 // short shortens an allocation ID key the way Nomad shows them.

@@ -8,7 +8,12 @@
 // or see a half-written entry. Entries are written to a temporary file,
 // verified and renamed into place; they are verified again before each use,
 // and a corrupt one is fetched again. Eviction is least recently used, down
-// to a size limit, and skips entries that running tasks hold.
+// to a size limit that counts both tarballs and their unpacked trees, and
+// skips entries that running tasks hold.
+//
+// Entries can be partitioned by Nomad namespace (see Namespace), so that a
+// release is shared only within one namespace. The size limit, eviction and
+// Release always cover the whole cache.
 package cache
 
 import (
@@ -20,15 +25,16 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// Cache is a directory of verified tarballs.
+// Cache is a directory of verified tarballs, or a view of the entries of
+// one namespace in it.
 type Cache struct {
-	dir      string
+	root     string // the whole cache: eviction lock, size limit, namespaces
+	dir      string // this view's entries: root, or root/ns/<namespace>
 	maxBytes int64
 }
 
@@ -39,17 +45,55 @@ type Stats struct {
 	Waited  bool  // waited for another download of the same release
 }
 
-var hexPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var (
+	hexPattern       = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	namespacePattern = regexp.MustCompile(`^[a-zA-Z0-9-]{1,128}$`)
+)
 
 // New opens (creating) a cache in dir that evicts down to maxBytes; zero
-// or less means no limit.
+// or less means no limit. Its own entries belong to no namespace.
 func New(dir string, maxBytes int64) (*Cache, error) {
-	for _, d := range []string{dir, filepath.Join(dir, "refs")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("cache: %w", err)
+	if err := makeEntryDir(dir); err != nil {
+		return nil, err
+	}
+	return &Cache{root: dir, dir: dir, maxBytes: maxBytes}, nil
+}
+
+// Namespace returns a view of the cache whose entries belong to the Nomad
+// namespace ns alone: a release fetched or unpacked in one namespace is
+// never served to another. The view shares the size limit, which is global
+// for the whole cache, and eviction and Release cover every namespace. A
+// name that is not a Nomad namespace name ([a-zA-Z0-9-]{1,128}) is an
+// error.
+func (c *Cache) Namespace(ns string) (*Cache, error) {
+	if !namespacePattern.MatchString(ns) {
+		return nil, fmt.Errorf("cache: %q is not a Nomad namespace name", ns)
+	}
+	dir := filepath.Join(c.root, "ns", ns)
+	if err := makeEntryDir(dir); err != nil {
+		return nil, err
+	}
+	return &Cache{root: c.root, dir: dir, maxBytes: c.maxBytes}, nil
+}
+
+func makeEntryDir(dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "refs"), 0o700); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}
+
+// entryDirs lists the directories that hold entries: the root and every
+// namespace's.
+func (c *Cache) entryDirs() []string {
+	dirs := []string{c.root}
+	names, _ := os.ReadDir(filepath.Join(c.root, "ns"))
+	for _, n := range names {
+		if n.IsDir() && namespacePattern.MatchString(n.Name()) {
+			dirs = append(dirs, filepath.Join(c.root, "ns", n.Name()))
 		}
 	}
-	return &Cache{dir: dir, maxBytes: maxBytes}, nil
+	return dirs
 }
 
 // Fetch downloads a release into the file at path and returns the bytes
@@ -135,66 +179,6 @@ func (c *Cache) hold(sum, holder string) error {
 	return c.Hold(sum, holder)
 }
 
-// Tree returns a directory derived from the verified tarball sum (its
-// unpacked contents), building it once with build under the entry's lock.
-// The tarball must be in the cache (Get first). Trees are kept and evicted
-// with their tarball.
-func (c *Cache) Tree(sum string, build func(dir string) error) (string, error) {
-	sum = strings.ToLower(sum)
-	if !hexPattern.MatchString(sum) {
-		return "", fmt.Errorf("cache: %q is not a sha256", sum)
-	}
-	unlock, _, err := lock(filepath.Join(c.dir, sum+".lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	dir := filepath.Join(c.dir, sum+".d")
-	if _, err := os.Stat(filepath.Join(dir, CompleteMarker)); err == nil {
-		return dir, nil
-	}
-	c.trash(dir) // incomplete: a crash while building or removing it
-	tmp, err := os.MkdirTemp(c.dir, sum+".d.*.part")
-	if err != nil {
-		return "", fmt.Errorf("cache: %w", err)
-	}
-	if err := build(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, CompleteMarker), nil, 0o600); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("cache: %w", err)
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		return "", fmt.Errorf("cache: %w", err)
-	}
-	return dir, nil
-}
-
-// HasTree returns the tree of sum if it is complete.
-func (c *Cache) HasTree(sum string) (string, bool) {
-	dir := filepath.Join(c.dir, strings.ToLower(sum)+".d")
-	_, err := os.Stat(filepath.Join(dir, CompleteMarker))
-	return dir, err == nil
-}
-
-// CompleteMarker is the file Tree writes last into a tree it built.
-const CompleteMarker = ".beam-driver-complete"
-
-// trash removes a directory by first renaming it out of the way, so that a
-// crash halfway leaves nothing that looks like a cached tree.
-func (c *Cache) trash(dir string) {
-	if _, err := os.Lstat(dir); err != nil {
-		return
-	}
-	t := fmt.Sprintf("%s.trash.%d", dir, time.Now().UnixNano())
-	if os.Rename(dir, t) == nil {
-		_ = os.RemoveAll(t)
-	}
-}
-
 // Hold marks the release as used by a task, so that eviction keeps it.
 func (c *Cache) Hold(sum, taskID string) error {
 	d := filepath.Join(c.dir, "refs", strings.ToLower(sum))
@@ -204,72 +188,23 @@ func (c *Cache) Hold(sum, taskID string) error {
 	return os.WriteFile(filepath.Join(d, safeName(taskID)), nil, 0o600)
 }
 
-// Release drops a task's hold on every release it held. It leaves the
-// per-release directories, which a concurrent Hold may be writing into.
+// Release drops a task's hold on every release it held, in every
+// namespace. It leaves the per-release directories, which a concurrent Hold
+// may be writing into.
 func (c *Cache) Release(taskID string) {
-	sums, _ := os.ReadDir(filepath.Join(c.dir, "refs"))
-	for _, s := range sums {
-		_ = os.Remove(filepath.Join(c.dir, "refs", s.Name(), safeName(taskID)))
+	for _, dir := range c.entryDirs() {
+		sums, _ := os.ReadDir(filepath.Join(dir, "refs"))
+		for _, s := range sums {
+			_ = os.Remove(filepath.Join(dir, "refs", s.Name(), safeName(taskID)))
+		}
 	}
 }
 
 func (c *Cache) path(sum string) string { return filepath.Join(c.dir, sum+".tar.gz") }
 
-func (c *Cache) held(sum string) bool {
-	entries, err := os.ReadDir(filepath.Join(c.dir, "refs", sum))
+func held(dir, sum string) bool {
+	entries, err := os.ReadDir(filepath.Join(dir, "refs", sum))
 	return err == nil && len(entries) > 0
-}
-
-// evict removes least recently used entries that no task holds until the
-// cache is under its size limit.
-func (c *Cache) evict() {
-	if c.maxBytes <= 0 {
-		return
-	}
-	unlock, _, err := lock(filepath.Join(c.dir, ".evict.lock"))
-	if err != nil {
-		return
-	}
-	defer unlock()
-	type entry struct {
-		sum  string
-		size int64
-		used time.Time
-	}
-	var all []entry
-	var total int64
-	files, _ := filepath.Glob(filepath.Join(c.dir, "*.tar.gz"))
-	for _, f := range files {
-		fi, err := os.Stat(f)
-		if err != nil {
-			continue
-		}
-		all = append(all, entry{strings.TrimSuffix(filepath.Base(f), ".tar.gz"), fi.Size(), fi.ModTime()})
-		total += fi.Size()
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].used.Before(all[j].used) })
-	for _, e := range all {
-		if total <= c.maxBytes {
-			return
-		}
-		if c.held(e.sum) {
-			continue
-		}
-		// Take the entry's own lock, so that nobody is reading it.
-		u, _, err := tryLock(filepath.Join(c.dir, e.sum+".lock"))
-		if err != nil {
-			continue
-		}
-		if c.held(e.sum) { // held while we took the lock
-			u()
-			continue
-		}
-		if os.Remove(c.path(e.sum)) == nil {
-			total -= e.size
-		}
-		c.trash(filepath.Join(c.dir, e.sum+".d"))
-		u()
-	}
 }
 
 // lock takes an exclusive flock on path, waiting if another holder has it,

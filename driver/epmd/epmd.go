@@ -10,20 +10,30 @@
 // every peer, which only works if all peers share one port.
 //
 // So the driver answers the epmd protocol (the parts nodes and client tools
-// use: ALIVE2, PORT_PLEASE2 and NAMES) from a table it keeps. Nodes still
-// register over ALIVE2 as usual; on top of that the driver records the name
-// and port of every node it starts, so lookups keep working after the
-// plugin restarts and the nodes' registration connections are gone.
+// use: ALIVE2, PORT_PLEASE2 and NAMES) from a table of the nodes it starts
+// (Set, Remove), which it fills before it launches a node and again after
+// the plugin restarts.
+//
+// The table is authoritative, so that no other process on the host can
+// squat on a node's name: the stock epmd hands a name to whoever registers
+// it first, and peers would then dial the squatter with cookie digests.
+// PORT_PLEASE2 and NAMES answer from the table only. ALIVE2 is accepted
+// only from this host, and only for a name in the table with the port the
+// table holds; for such a name it always succeeds, replacing (and closing)
+// an earlier registration, so a squatter cannot keep the node from
+// starting. Every other ALIVE2 is refused and logged. A registration
+// connection stays open for the node's life, as with epmd, and is closed
+// when the node is removed from the table.
+//
+// Every other connection has a cap on its number, its request size and
+// the time it may take.
 package epmd
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -32,52 +42,42 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// Request and response codes of the epmd protocol.
-const (
-	alive2Req      = 120
-	alive2Resp     = 121
-	alive2XResp    = 118
-	portPlease2Req = 122
-	port2Resp      = 119
-	namesReq       = 110
-)
-
-// Entry is one node as epmd reports it.
-type Entry struct {
-	Name     string // the part before @
-	Port     int
-	NodeType byte // 77 normal, 72 hidden
-	Protocol byte // 0: TCP/IPv4
-	High     uint16
-	Low      uint16
-	Extra    []byte
+// limits bound what a connection may cost.
+type limits struct {
+	maxConns     int           // connections waiting for or answering a request
+	readTimeout  time.Duration // to receive the request
+	writeTimeout time.Duration // for each reply
 }
 
-// defaults are what a current OTP node registers with.
-func (e Entry) withDefaults() Entry {
-	if e.NodeType == 0 {
-		e.NodeType = 77
-	}
-	if e.High == 0 {
-		e.High, e.Low = 6, 5
-	}
-	return e
+var defaultLimits = limits{maxConns: 256, readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second}
+
+// registration is a node's live ALIVE2 connection.
+type registration struct {
+	c    net.Conn
+	port int
 }
 
 // Server answers the epmd protocol.
 type Server struct {
 	ln     net.Listener
 	logger hclog.Logger
+	lim    limits
+	slots  chan struct{} // one per connection that has not registered
 
 	mu       sync.Mutex
-	known    map[string]Entry // nodes the driver started
-	alive    map[string]Entry // nodes registered over a live connection
+	known    map[string]Entry         // nodes the driver started
+	regs     map[string]*registration // their live registrations
 	creation uint32
 	closed   bool
+	warns    warnLimiter
 }
 
 // Listen starts a port mapper on addr, such as "0.0.0.0:4369".
 func Listen(addr string, logger hclog.Logger) (*Server, error) {
+	return listen(addr, logger, defaultLimits)
+}
+
+func listen(addr string, logger hclog.Logger, lim limits) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -85,8 +85,10 @@ func Listen(addr string, logger hclog.Logger) (*Server, error) {
 	s := &Server{
 		ln:       ln,
 		logger:   logger,
+		lim:      lim,
+		slots:    make(chan struct{}, lim.maxConns),
 		known:    map[string]Entry{},
-		alive:    map[string]Entry{},
+		regs:     map[string]*registration{},
 		creation: uint32(time.Now().Unix()),
 	}
 	go s.serve()
@@ -101,31 +103,44 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	regs := s.regs
+	s.regs = map[string]*registration{}
 	s.mu.Unlock()
-	return s.ln.Close()
+	err := s.ln.Close()
+	for _, r := range regs {
+		_ = r.c.Close()
+	}
+	return err
 }
 
-// Set records a node the driver runs, by its short name (before @).
+// Set records a node the driver runs, by its short name (before @). Call it
+// before the node starts: only then may the node register.
 func (s *Server) Set(name string, port int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.known[name] = Entry{Name: name, Port: port}.withDefaults()
+	if r, ok := s.regs[name]; ok && r.port != port {
+		delete(s.regs, name)
+		_ = r.c.Close()
+	}
 }
 
-// Remove forgets a node the driver ran.
+// Remove forgets a node the driver ran and drops its registration.
 func (s *Server) Remove(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.known, name)
+	if r, ok := s.regs[name]; ok {
+		delete(s.regs, name)
+		_ = r.c.Close()
+	}
 }
 
-// Lookup returns the entry for a short node name.
+// Lookup returns the entry for a short node name, from the nodes the
+// driver started.
 func (s *Server) Lookup(name string) (Entry, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.alive[name]; ok {
-		return e, true
-	}
 	e, ok := s.known[name]
 	return e, ok
 }
@@ -144,84 +159,143 @@ func (s *Server) serve() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		go s.handle(c)
+		select {
+		case s.slots <- struct{}{}:
+			go s.handle(c)
+		default:
+			_ = c.Close()
+			if ok, _ := s.mayWarn("busy"); ok {
+				s.logger.Warn("epmd: too many connections, closing new ones", "max", s.lim.maxConns, "remote", c.RemoteAddr().String())
+			}
+		}
 	}
 }
 
 // handle serves one connection: one request, except ALIVE2, whose
 // connection stays open for as long as the node is registered.
 func (s *Server) handle(c net.Conn) {
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(c)
-	var n uint16
-	if err := binary.Read(r, binary.BigEndian, &n); err != nil || n == 0 {
+	held := true
+	release := func() {
+		if held {
+			held = false
+			<-s.slots
+		}
+	}
+	defer func() {
+		release()
+		_ = c.Close()
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(s.lim.readTimeout))
+	var buf [maxRequest]byte
+	req, err := readRequest(c, &buf)
+	if err != nil {
+		if errors.Is(err, errTooLong) {
+			s.logger.Debug("epmd: request too long", "remote", c.RemoteAddr().String())
+		}
 		return
 	}
-	req := make([]byte, n)
-	if _, err := io.ReadFull(r, req); err != nil {
-		return
-	}
+	_ = c.SetWriteDeadline(time.Now().Add(s.lim.writeTimeout))
 	switch req[0] {
 	case alive2Req:
-		s.alive2(c, r, req[1:])
+		s.alive2(c, req[1:], release)
 	case portPlease2Req:
 		s.portPlease2(c, string(req[1:]))
 	case namesReq:
 		s.names(c)
 	default:
-		s.logger.Debug("epmd: unsupported request", "code", req[0], "remote", c.RemoteAddr())
+		s.logger.Debug("epmd: unsupported request", "code", req[0], "remote", c.RemoteAddr().String())
 	}
 }
 
-func (s *Server) alive2(c net.Conn, r *bufio.Reader, b []byte) {
+// alive2 registers a node the driver started; release gives up the
+// connection's slot once it is a registration, whose number the known
+// table bounds.
+func (s *Server) alive2(c net.Conn, b []byte, release func()) {
+	remote := c.RemoteAddr().String()
 	e, err := parseAlive2(b)
-	reply := func(result byte, creation uint32, extended bool) {
-		if extended {
-			out := []byte{alive2XResp, result, 0, 0, 0, 0}
-			binary.BigEndian.PutUint32(out[2:], creation)
-			_, _ = c.Write(out)
-			return
-		}
+	extended := err != nil || e.High >= 6
+	reply := func(result byte, creation uint32) {
 		out := []byte{alive2Resp, result, 0, 0}
-		binary.BigEndian.PutUint16(out[2:], uint16(creation))
+		if extended {
+			out = []byte{alive2XResp, result, 0, 0, 0, 0}
+			binary.BigEndian.PutUint32(out[2:], creation)
+		} else {
+			binary.BigEndian.PutUint16(out[2:], uint16(creation))
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(s.lim.writeTimeout))
 		_, _ = c.Write(out)
 	}
+	refuse := func(reason string) {
+		s.refused(e.Name, remote, reason)
+		reply(1, 0)
+	}
 	if err != nil {
-		s.logger.Debug("epmd: bad ALIVE2 request", "error", err)
-		reply(1, 0, true)
+		refuse(err.Error())
 		return
 	}
-	extended := e.High >= 6
 	// Like epmd, accept registrations only from this host.
 	if !isLoopback(c.RemoteAddr()) {
-		reply(1, 0, extended)
+		refuse("not from this host")
 		return
 	}
 	s.mu.Lock()
-	if _, taken := s.alive[e.Name]; taken {
+	k, ok := s.known[e.Name]
+	if s.closed || !ok || k.Port != e.Port {
 		s.mu.Unlock()
-		reply(1, 0, extended)
+		if ok {
+			refuse(fmt.Sprintf("port %d is not the node's port %d", e.Port, k.Port))
+		} else {
+			refuse("not a node the driver started")
+		}
 		return
 	}
+	reg := &registration{c: c, port: e.Port}
+	old := s.regs[e.Name]
+	s.regs[e.Name] = reg
 	s.creation++
 	creation := s.creation
 	if !extended {
 		creation = creation%3 + 1
 	}
-	s.alive[e.Name] = e
 	s.mu.Unlock()
-	reply(0, creation, extended)
+	release()
+	if old != nil {
+		_ = old.c.Close()
+		if ok, _ := s.mayWarn("replaced " + clip(e.Name)); ok {
+			s.logger.Warn("epmd: a registration replaced a live one for the same node", "name", e.Name,
+				"remote", remote, "previous", old.c.RemoteAddr().String())
+		}
+	}
+	reply(0, creation)
 	s.logger.Debug("epmd: node registered", "name", e.Name, "port", e.Port)
 
-	// The registration lasts as long as the connection.
+	// The registration lasts as long as the connection; a node sends
+	// nothing more on it.
 	_ = c.SetReadDeadline(time.Time{})
-	_, _ = io.Copy(io.Discard, r)
+	var sink [64]byte
+	for {
+		if _, err := c.Read(sink[:]); err != nil {
+			break
+		}
+	}
 	s.mu.Lock()
-	if cur, ok := s.alive[e.Name]; ok && cur.Port == e.Port {
-		delete(s.alive, e.Name)
+	if s.regs[e.Name] == reg {
+		delete(s.regs, e.Name)
 	}
 	s.mu.Unlock()
+}
+
+// refused logs a refused registration, at most once per name a minute.
+func (s *Server) refused(name, remote, reason string) {
+	name = clip(name)
+	ok, last := s.mayWarn("refused " + name)
+	if !ok {
+		return
+	}
+	s.logger.Warn("epmd: refused to register a node the driver did not start", "name", name, "remote", remote, "reason", reason)
+	if last {
+		s.logger.Warn("epmd: further refusals are not logged for a minute")
+	}
 }
 
 func (s *Server) portPlease2(c net.Conn, name string) {
@@ -247,11 +321,8 @@ func (s *Server) names(c net.Conn) {
 	var port uint32
 	_, _ = fmt.Sscan(portStr, &port)
 	s.mu.Lock()
-	all := map[string]int{}
+	all := make(map[string]int, len(s.known))
 	for n, e := range s.known {
-		all[n] = e.Port
-	}
-	for n, e := range s.alive {
 		all[n] = e.Port
 	}
 	s.mu.Unlock()
@@ -267,76 +338,3 @@ func (s *Server) names(c net.Conn) {
 	out := binary.BigEndian.AppendUint32(nil, port)
 	_, _ = c.Write(append(out, b.String()...))
 }
-
-func parseAlive2(b []byte) (Entry, error) {
-	if len(b) < 10 {
-		return Entry{}, errors.New("short request")
-	}
-	e := Entry{
-		Port:     int(binary.BigEndian.Uint16(b[0:])),
-		NodeType: b[2],
-		Protocol: b[3],
-		High:     binary.BigEndian.Uint16(b[4:]),
-		Low:      binary.BigEndian.Uint16(b[6:]),
-	}
-	nlen := int(binary.BigEndian.Uint16(b[8:]))
-	b = b[10:]
-	if len(b) < nlen+2 {
-		return Entry{}, errors.New("short name")
-	}
-	e.Name = string(b[:nlen])
-	b = b[nlen:]
-	elen := int(binary.BigEndian.Uint16(b))
-	b = b[2:]
-	if len(b) < elen {
-		return Entry{}, errors.New("short extra")
-	}
-	e.Extra = append([]byte(nil), b[:elen]...)
-	if !ValidName(e.Name) {
-		return Entry{}, fmt.Errorf("invalid node name %q", e.Name)
-	}
-	return e, nil
-}
-
-func isLoopback(a net.Addr) bool {
-	t, ok := a.(*net.TCPAddr)
-	return ok && t.IP.IsLoopback()
-}
-
-// Names asks the port mapper at addr (host:port) which nodes it knows, and
-// returns their names by port.
-func Names(addr string, timeout time.Duration) (map[int]string, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{0, 1, namesReq}); err != nil {
-		return nil, err
-	}
-	b, err := io.ReadAll(c)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) < 4 {
-		return nil, errors.New("epmd: short NAMES reply")
-	}
-	out := map[int]string{}
-	for _, line := range strings.Split(string(b[4:]), "\n") {
-		var name string
-		var port int
-		// The reply comes from another host: keep only names that are
-		// plain node names, since they end up in Erlang expressions.
-		if _, err := fmt.Sscanf(line, "name %s at port %d", &name, &port); err == nil && ValidName(name) {
-			out[port] = name
-		}
-	}
-	return out, nil
-}
-
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
-
-// ValidName reports whether name is a plain node name (the part before
-// @): letters, digits, '_', '.', '-'.
-func ValidName(name string) bool { return namePattern.MatchString(name) }

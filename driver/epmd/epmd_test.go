@@ -1,11 +1,13 @@
 package epmd
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
-	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ func request(t *testing.T, addr string, req []byte) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	msg := binary.BigEndian.AppendUint16(nil, uint16(len(req)))
 	if _, err := c.Write(append(msg, req...)); err != nil {
@@ -37,11 +40,25 @@ func alive2(name string, port uint16) []byte {
 	return binary.BigEndian.AppendUint16(b, 0)
 }
 
+// register sends ALIVE2 and returns the connection and the result, 0 for
+// accepted.
+func register(t *testing.T, addr, name string, port uint16) (net.Conn, byte) {
+	t.Helper()
+	c := request(t, addr, alive2(name, port))
+	resp := make([]byte, 6)
+	if _, err := io.ReadFull(c, resp); err != nil {
+		t.Fatalf("ALIVE2 %s: %v", name, err)
+	}
+	if resp[0] != alive2XResp {
+		t.Fatalf("ALIVE2_X_RESP = %v", resp)
+	}
+	return c, resp[1]
+}
+
 // portPlease asks for a node's port; 0 means not found.
 func portPlease(t *testing.T, addr, name string) int {
 	t.Helper()
 	c := request(t, addr, append([]byte{portPlease2Req}, name...))
-	defer c.Close()
 	b, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatal(err)
@@ -58,13 +75,55 @@ func portPlease(t *testing.T, addr, name string) int {
 	return int(binary.BigEndian.Uint16(b[2:]))
 }
 
-func TestServer(t *testing.T) {
-	s, err := Listen("127.0.0.1:0", hclog.NewNullLogger())
+// names returns the text of a NAMES reply.
+func names(t *testing.T, addr string) string {
+	t.Helper()
+	b, err := io.ReadAll(request(t, addr, []byte{namesReq}))
+	if err != nil || len(b) < 4 {
+		t.Fatalf("NAMES: %v %v", b, err)
+	}
+	return string(b[4:])
+}
+
+// closedWithin reports whether the peer closes c within d.
+func closedWithin(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	return err == nil || errors.Is(err, syscall.ECONNRESET)
+}
+
+func start(t *testing.T, logger hclog.Logger, lim limits) (*Server, string) {
+	t.Helper()
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	s, err := listen("127.0.0.1:0", logger, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	addr := s.Addr().String()
+	t.Cleanup(func() { s.Close() })
+	return s, s.Addr().String()
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func TestServer(t *testing.T) {
+	s, addr := start(t, nil, defaultLimits)
 
 	// A node the driver started is found without registering.
 	s.Set("shop-1234abcd", 24002)
@@ -75,43 +134,27 @@ func TestServer(t *testing.T) {
 		t.Fatalf("unknown node has port %d", p)
 	}
 
-	// A node that registers is found while its connection lasts.
-	reg := request(t, addr, alive2("remsh-1", 31000))
-	resp := make([]byte, 6)
-	if _, err := io.ReadFull(reg, resp); err != nil {
-		t.Fatal(err)
+	// It registers with its own port; the connection stays open.
+	reg, res := register(t, addr, "shop-1234abcd", 24002)
+	if res != 0 {
+		t.Fatalf("node's registration refused: %d", res)
 	}
-	if resp[0] != alive2XResp || resp[1] != 0 {
-		t.Fatalf("ALIVE2_X_RESP = %v", resp)
+	if closedWithin(reg, 100*time.Millisecond) {
+		t.Fatal("registration connection closed")
 	}
-	if p := portPlease(t, addr, "remsh-1"); p != 31000 {
-		t.Fatalf("registered port %d, want 31000", p)
-	}
-	// The same name cannot register twice.
-	dup := request(t, addr, alive2("remsh-1", 31001))
-	if _, err := io.ReadFull(dup, resp); err != nil || resp[1] == 0 {
-		t.Fatalf("duplicate registration accepted: %v %v", resp, err)
-	}
-	dup.Close()
-
-	// NAMES lists both.
-	c := request(t, addr, []byte{namesReq})
-	b, _ := io.ReadAll(bufio.NewReader(c))
-	c.Close()
-	if names := string(b[4:]); !strings.Contains(names, "name shop-1234abcd at port 24002") || !strings.Contains(names, "name remsh-1 at port 31000") {
-		t.Fatalf("NAMES = %q", names)
+	if got := names(t, addr); got != "name shop-1234abcd at port 24002\n" {
+		t.Fatalf("NAMES = %q", got)
 	}
 
-	reg.Close()
-	deadline := time.Now().Add(2 * time.Second)
-	for portPlease(t, addr, "remsh-1") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("registration outlived its connection")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Remove forgets it and drops its registration.
 	s.Remove("shop-1234abcd")
+	if !closedWithin(reg, 2*time.Second) {
+		t.Fatal("registration outlived Remove")
+	}
 	if p := portPlease(t, addr, "shop-1234abcd"); p != 0 {
 		t.Fatal("removed node still found")
+	}
+	if got := names(t, addr); got != "" {
+		t.Fatalf("NAMES after Remove = %q", got)
 	}
 }

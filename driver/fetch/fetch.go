@@ -6,9 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -31,9 +31,24 @@ type Config struct {
 	Backoff time.Duration
 	// Every is how often Progress is called while a download runs.
 	Every time.Duration
-	// Stall ends an attempt that receives no data for this long, as a
-	// transient failure. Zero means one minute.
+	// MaxBytes is the largest tarball accepted. A larger one is refused
+	// before the download when the store tells its size, and cut off as
+	// soon as it passes MaxBytes otherwise; both are permanent failures.
+	// Zero means 4 GiB.
+	MaxBytes int64
+	// MinRate, in bytes a second, and StallWindow end an attempt, as a
+	// transient failure, that receives fewer than MinRate*StallWindow
+	// bytes over any full StallWindow once its download has begun. Zero
+	// means 10 KiB/s and 30 s.
+	MinRate     int64
+	StallWindow time.Duration
+	// Stall bounds the wait for the size lookup (a HEAD or stat), before
+	// any data is due. Zero means StallWindow.
 	Stall time.Duration
+	// FileRoots lists the absolute directories that file:// and
+	// absolute-path sources may read from; symbolic links may not lead
+	// out of them. Empty turns file sources off.
+	FileRoots []string
 }
 
 // Fetcher downloads release tarballs.
@@ -47,9 +62,10 @@ type Fetcher struct {
 
 // source is one kind of store.
 type source interface {
-	// download writes the object at u into out and returns its size,
-	// counting bytes (and the total, if it learns it) in p.
-	download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error)
+	// download writes the object at u into out and returns its size. It
+	// refuses an object it learns is over out.lim.max before reading it,
+	// and tells out.p the total if it learns it.
+	download(ctx context.Context, u *url.URL, out *sink) (int64, error)
 	// size returns the object's size, or -1 when unknown, before download.
 	size(ctx context.Context, u *url.URL) (int64, error)
 }
@@ -62,14 +78,30 @@ func New(cfg Config) *Fetcher {
 	if cfg.Every <= 0 {
 		cfg.Every = 2 * time.Second
 	}
-	if cfg.Stall <= 0 {
-		cfg.Stall = time.Minute
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = defaultMaxBytes
 	}
+	if cfg.MinRate <= 0 {
+		cfg.MinRate = defaultMinRate
+	}
+	if cfg.StallWindow <= 0 {
+		cfg.StallWindow = defaultStallWindow
+	}
+	if cfg.Stall <= 0 {
+		cfg.Stall = cfg.StallWindow
+	}
+	var roots []string
+	for _, r := range cfg.FileRoots {
+		if filepath.IsAbs(r) {
+			roots = append(roots, filepath.Clean(r))
+		}
+	}
+	cfg.FileRoots = roots
 	h := newHTTPSource()
 	return &Fetcher{
 		cfg: cfg,
 		schemes: map[string]source{
-			"file":  fileSource{},
+			"file":  fileSource{roots: roots},
 			"http":  h,
 			"https": h,
 			"s3":    newS3Source(cfg),
@@ -119,8 +151,12 @@ func (e *NotFound) Error() string {
 
 // Download fetches source into the file dst and returns its size. It
 // retries transient failures within the retry window, starting each
-// attempt afresh.
+// attempt afresh. A source over Config.MaxBytes is refused.
 func (f *Fetcher) Download(ctx context.Context, source, dst string, progress Progress) (int64, error) {
+	return f.get(ctx, source, dst, releaseLimit(f.cfg.MaxBytes), progress)
+}
+
+func (f *Fetcher) get(ctx context.Context, source, dst string, lim limit, progress Progress) (int64, error) {
 	u, src, err := f.parse(source)
 	if err != nil {
 		return 0, err
@@ -128,7 +164,7 @@ func (f *Fetcher) Download(ctx context.Context, source, dst string, progress Pro
 	deadline := time.Now().Add(f.cfg.RetryWindow)
 	wait := f.cfg.Backoff
 	for attempt := 1; ; attempt++ {
-		n, err := f.once(ctx, u, src, dst, progress)
+		n, err := f.once(ctx, u, src, dst, lim, progress)
 		if err == nil {
 			return n, nil
 		}
@@ -154,62 +190,47 @@ func (f *Fetcher) Download(ctx context.Context, source, dst string, progress Pro
 	}
 }
 
-func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, progress Progress) (int64, error) {
+func (f *Fetcher) once(ctx context.Context, u *url.URL, src source, dst string, lim limit, progress Progress) (int64, error) {
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
 		return 0, &PermanentError{err}
 	}
 	defer out.Close()
-	// The watchdog covers the size lookup too: a store that accepts the
-	// connection and never answers must not hold the task forever.
-	done := newProgressCounter(-1)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go f.watch(ctx, done, cancel)
-	total, err := src.size(ctx, u)
-	if errors.Is(context.Cause(ctx), errStalled) {
+	// A store that accepts the connection and never answers must not hold
+	// the task forever.
+	sctx, scancel := context.WithTimeoutCause(ctx, f.cfg.Stall, errNoAnswer)
+	total, err := src.size(sctx, u)
+	noAnswer := errors.Is(context.Cause(sctx), errNoAnswer)
+	scancel()
+	if err != nil && noAnswer {
 		return 0, fmt.Errorf("no answer for %s", f.cfg.Stall)
 	}
 	if err != nil {
 		return 0, err
 	}
-	done.setTotal(total)
-	stop := f.report(done, progress)
-	n, err := src.download(ctx, u, out, done)
-	stop()
-	if errors.Is(context.Cause(ctx), errStalled) {
-		return 0, fmt.Errorf("no data for %s", f.cfg.Stall)
+	if total > lim.max {
+		return 0, lim.over(total)
 	}
-	if err != nil {
+	done := newProgressCounter(total)
+	w := &sink{f: out, p: done, lim: lim}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go f.watch(ctx, done, cancel)
+	stop := f.report(done, progress)
+	n, err := src.download(ctx, u, w)
+	stop()
+	switch {
+	case w.exceeded.Load():
+		return 0, lim.over(-1)
+	case err != nil && errors.Is(context.Cause(ctx), errStalled):
+		return 0, f.stalled(done.load())
+	case err != nil:
 		return 0, err
 	}
 	if total >= 0 && n != total {
 		return 0, fmt.Errorf("got %d of %d bytes; the download was cut short", n, total)
 	}
 	return n, out.Sync()
-}
-
-var errStalled = errors.New("download stalled")
-
-// watch cancels an attempt whose byte count has not moved for f.cfg.Stall,
-// so that a stalled connection cannot hold a task's start forever.
-func (f *Fetcher) watch(ctx context.Context, done *progressCounter, cancel context.CancelCauseFunc) {
-	tick := time.NewTicker(min(f.cfg.Stall/4, 5*time.Second))
-	defer tick.Stop()
-	last, since := done.load(), time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			if n := done.load(); n != last {
-				last, since = n, time.Now()
-			} else if time.Since(since) >= f.cfg.Stall {
-				cancel(errStalled)
-				return
-			}
-		}
-	}
 }
 
 // Checksum reads the sha256 published next to a tarball, in
@@ -222,7 +243,7 @@ func (f *Fetcher) Checksum(ctx context.Context, source string) (string, error) {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	if _, err := f.Download(ctx, side, tmp.Name(), nil); err != nil {
+	if _, err := f.get(ctx, side, tmp.Name(), sidecarLimit(side), nil); err != nil {
 		return "", err
 	}
 	b, err := os.ReadFile(tmp.Name())
@@ -315,29 +336,4 @@ func Redact(source string) string {
 		u.RawQuery = "REDACTED"
 	}
 	return u.String()
-}
-
-// copyCounting copies r into w, counting each write in p.
-func copyCounting(ctx context.Context, w io.Writer, r io.Reader, p *progressCounter) (int64, error) {
-	buf := make([]byte, 256<<10)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, rerr := r.Read(buf)
-		if m > 0 {
-			if _, err := w.Write(buf[:m]); err != nil {
-				return n, &PermanentError{err}
-			}
-			n += int64(m)
-			p.add(int64(m))
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
 }

@@ -55,10 +55,10 @@ func TestDownloadEndsAStall(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(release)
-	f := New(Config{Stall: 300 * time.Millisecond})
+	f := New(Config{StallWindow: 300 * time.Millisecond})
 	start := time.Now()
 	_, err := f.Download(context.Background(), srv.URL+"/slow.tar.gz", filepath.Join(t.TempDir(), "out"), nil)
-	if err == nil || !strings.Contains(err.Error(), "no data for 300ms") || IsPermanent(err) {
+	if err == nil || !strings.Contains(err.Error(), "slower than 10 KiB/s for 300ms") || IsPermanent(err) {
 		t.Fatalf("err = %v, want a transient stall error", err)
 	}
 	if d := time.Since(start); d > 5*time.Second {
@@ -72,7 +72,7 @@ func TestChecksumSidecar(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "app.tar.gz.sha256"), []byte(sum+"  app.tar.gz\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	got, err := New(Config{}).Checksum(context.Background(), "file://"+filepath.Join(dir, "app.tar.gz"))
+	got, err := New(Config{FileRoots: []string{dir}}).Checksum(context.Background(), "file://"+filepath.Join(dir, "app.tar.gz"))
 	if err != nil || got != sum {
 		t.Fatalf("Checksum = %q, %v", got, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 
@@ -54,7 +53,7 @@ func (s *gcsSource) size(ctx context.Context, u *url.URL) (int64, error) {
 	return attrs.Size, nil
 }
 
-func (s *gcsSource) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
+func (s *gcsSource) download(ctx context.Context, u *url.URL, out *sink) (int64, error) {
 	o, err := s.object(u)
 	if err != nil {
 		return 0, err
@@ -64,7 +63,10 @@ func (s *gcsSource) download(ctx context.Context, u *url.URL, out *os.File, p *p
 		return 0, gcsError(u, err)
 	}
 	defer r.Close()
-	return copyCounting(ctx, out, r, p)
+	if n := r.Attrs.Size; n > out.lim.max {
+		return 0, out.lim.over(n)
+	}
+	return copyTo(ctx, out, r)
 }
 
 func gcsError(u *url.URL, err error) error {

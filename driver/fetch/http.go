@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 )
@@ -26,7 +25,7 @@ func newHTTPSource() *httpSource {
 // size is learned from the response itself.
 func (*httpSource) size(context.Context, *url.URL) (int64, error) { return -1, nil }
 
-func (s *httpSource) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
+func (s *httpSource) download(ctx context.Context, u *url.URL, out *sink) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return 0, &PermanentError{err}
@@ -46,8 +45,11 @@ func (s *httpSource) download(ctx context.Context, u *url.URL, out *os.File, p *
 	case resp.StatusCode != http.StatusOK:
 		return 0, permanent("server answered %s", resp.Status)
 	}
-	p.setTotal(resp.ContentLength)
-	n, err := copyCounting(ctx, out, resp.Body, p)
+	if resp.ContentLength > out.lim.max {
+		return 0, out.lim.over(resp.ContentLength)
+	}
+	out.p.setTotal(resp.ContentLength)
+	n, err := copyTo(ctx, out, resp.Body)
 	if err != nil {
 		return n, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 
@@ -78,7 +77,7 @@ func (s *s3Source) size(ctx context.Context, u *url.URL) (int64, error) {
 	return aws.ToInt64(out.ContentLength), nil
 }
 
-func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, p *progressCounter) (int64, error) {
+func (s *s3Source) download(ctx context.Context, u *url.URL, out *sink) (int64, error) {
 	c, bucket, key, err := s.target(ctx, u)
 	if err != nil {
 		return 0, err
@@ -87,7 +86,7 @@ func (s *s3Source) download(ctx context.Context, u *url.URL, out *os.File, p *pr
 	res, err := tm.DownloadObject(ctx, &transfermanager.DownloadObjectInput{
 		Bucket:   &bucket,
 		Key:      &key,
-		WriterAt: countingWriterAt{out, p},
+		WriterAt: out,
 	})
 	if err != nil {
 		return 0, s3Error(u, err)
@@ -125,16 +124,4 @@ func s3Error(u *url.URL, err error) error {
 		return permanent("no AWS credentials for %s: give the Nomad client AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or an instance role", Redact(u.String()))
 	}
 	return err
-}
-
-// countingWriterAt reports each write of the concurrent part downloads.
-type countingWriterAt struct {
-	f *os.File
-	p *progressCounter
-}
-
-func (w countingWriterAt) WriteAt(b []byte, off int64) (int, error) {
-	n, err := w.f.WriteAt(b, off)
-	w.p.add(int64(n))
-	return n, err
 }

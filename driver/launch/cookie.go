@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"syscall"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
@@ -20,43 +21,15 @@ import (
 // The release scripts do give one, so the driver edits its private copy of
 // them: mix's bin/NAME passes --cookie "$RELEASE_COOKIE" to every VM it
 // starts, and relx's script passes -setcookie or erl_call -c with the
-// cookie it found. Those arguments are removed; everything else about the
-// scripts (env.sh, runtime config, hooks) stays as the release built it.
+// cookie it found. Those exact arguments are removed (see scripts.go for
+// the known shapes). Any other reference to the cookie left in a script
+// that can reach a command line (the start scripts, env.sh, relx hooks and
+// extensions) refuses the release: the driver cannot rewrite it with
+// certainty.
 
 // CookieEnv lists the variables that release scripts read a cookie from.
 // The driver removes them from the node's environment.
 var CookieEnv = []string{"RELEASE_COOKIE", "RELX_COOKIE"}
-
-// writeHome writes the private HOME with the cookie and returns its path.
-func writeHome(dir, cookie string, uid, gid int) (string, error) {
-	if err := checkCookie(cookie); err != nil {
-		return "", err
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return "", fmt.Errorf("launch: %w", err)
-	}
-	p := filepath.Join(home, ".erlang.cookie")
-	_ = os.Remove(p) // 0400: replace rather than rewrite
-	// O_EXCL|O_NOFOLLOW: never write through a link the task user made.
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW, 0o400)
-	if err != nil {
-		return "", fmt.Errorf("launch: write cookie: %w", err)
-	}
-	_, werr := f.WriteString(cookie)
-	if uid >= 0 && werr == nil {
-		werr = f.Chown(uid, gid)
-	}
-	if err := errors.Join(werr, f.Close()); err != nil {
-		return "", fmt.Errorf("launch: write cookie: %w", err)
-	}
-	if uid >= 0 {
-		if err := os.Lchown(home, uid, gid); err != nil {
-			return "", fmt.Errorf("launch: %w", err)
-		}
-	}
-	return home, nil
-}
 
 // checkCookie rejects a cookie the VM would misread, without quoting it.
 func checkCookie(c string) error {
@@ -74,31 +47,59 @@ func checkCookie(c string) error {
 	return nil
 }
 
-// mixCookieArgs are what mix's bin/NAME adds to every VM it starts.
-var mixCookieArgs = []string{` --cookie "$RELEASE_COOKIE"`}
-
-// relxCookieArgs are what relx's script adds to its client tools.
-var relxCookieArgs = []string{
-	` -setcookie "${COOKIE}"`,
-	` -setcookie "$COOKIE"`,
-	` -setcookie ${COOKIE}`,
-	` -c "${COOKIE}"`,
+// Scrub removes the known cookie arguments from the scripts of version
+// r.Version of the release in r.Root, and refuses the release if any of
+// them still refers to the cookie; a refused release is left as it was.
+// The driver runs it on its own copy of every release it unpacks: the one
+// a task starts and each hot-upgrade package.
+func Scrub(r *release.Release) error {
+	list, err := scriptsOf(r)
+	if err != nil {
+		return err
+	}
+	return scrubAll(list)
 }
 
-// Scrub removes the cookie arguments from the start scripts of version
-// r.Version of the release in r.Root, as Build does for the version it
-// starts: for a version that a hot upgrade adds to a running release.
-func Scrub(r *release.Release) error {
-	switch r.Kind {
-	case release.Mix:
-		return scrubScript(filepath.Join(r.Root, "bin", r.Name), mixCookieArgs)
-	case release.Relx:
-		for _, s := range []string{r.Name, r.Name + "-" + r.Version} {
-			p := filepath.Join(r.Root, "bin", s)
-			if _, err := os.Stat(p); err != nil {
-				continue
+// script is one file of a release that the driver scans.
+type script struct {
+	root, rel string // rel is relative to the release root
+	shape     *shape
+	data, out []byte // as read, and with the cookie arguments removed
+}
+
+func load(root, rel string, sh *shape) (*script, error) {
+	b, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		return nil, err
+	}
+	return &script{root: root, rel: rel, shape: sh, data: b, out: sh.apply(b)}, nil
+}
+
+// scrubAll checks every script before it rewrites any: a refused release
+// is left as it was.
+func scrubAll(list []*script) error {
+	t := newTaint()
+	for changed := true; changed; {
+		changed = false
+		for _, s := range list {
+			if t.learn(string(s.out), s.shape) {
+				changed = true
 			}
-			if err := scrubScript(p, relxCookieArgs); err != nil {
+		}
+	}
+	for _, s := range list {
+		if f := t.scan(string(s.out), s.shape); f != nil {
+			// Never the line itself: it may hold a secret.
+			return fmt.Errorf("%s line %d: %s that the driver cannot remove with certainty; it would put the "+
+				"distribution cookie on a process command line, which every local user can read, so the node is "+
+				"not started. Remove the custom cookie handling from %s: the driver gives the node its cookie "+
+				"through HOME/.erlang.cookie, which the VM, remote shells and erl_call read by themselves",
+				s.rel, f.line, f.what, s.rel)
+		}
+	}
+	for _, s := range list {
+		if !bytes.Equal(s.out, s.data) {
+			if err := replaceFile(filepath.Join(s.root, s.rel), s.out); err != nil {
 				return err
 			}
 		}
@@ -106,44 +107,21 @@ func Scrub(r *release.Release) error {
 	return nil
 }
 
-// scrubScript removes every occurrence of args from the script at path, and
-// fails if a cookie argument it does not know remains.
-func scrubScript(path string, args []string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("launch: %w", err)
-	}
+// replaceFile replaces the file at path rather than write through it: it
+// may be a link, or a hard link into a shared copy of the release. The new
+// file is created exclusively, so never one that someone planted.
+func replaceFile(path string, data []byte) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
-	out := b
-	for _, a := range args {
-		out = bytes.ReplaceAll(out, []byte(a), nil)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		l := strings.TrimSpace(line)
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		if strings.Contains(l, `--cookie "$`) || strings.Contains(l, `-setcookie "$`) || strings.Contains(l, `-setcookie $`) {
-			return fmt.Errorf("%s passes the cookie in a way the driver does not know (%q); "+
-				"it would be visible in the process list, so the node is not started", filepath.Base(path), l)
-		}
-	}
-	if bytes.Equal(out, b) {
-		return nil
-	}
-	// Replace the file rather than write through it: it may be a hard link
-	// into a shared copy of the release.
-	// A fresh, exclusively created file: never one an archive planted.
 	f, err := os.CreateTemp(filepath.Dir(path), ".beam-driver-*")
 	if err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
-	_, werr := f.Write(out)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), fi.Mode().Perm())); err != nil {
+	_, werr := f.Write(data)
+	merr := f.Chmod(fi.Mode().Perm())
+	if err := errors.Join(werr, merr, f.Close()); err != nil {
 		os.Remove(f.Name())
 		return fmt.Errorf("launch: %w", err)
 	}
@@ -152,4 +130,112 @@ func scrubScript(path string, args []string) error {
 		return fmt.Errorf("launch: %w", err)
 	}
 	return nil
+}
+
+// scriptsOf lists the scripts of version r.Version that can reach a command
+// line: the start scripts, releases/VSN/env.sh and every other script in
+// releases/VSN, and relx's hooks and extensions, both those the start
+// scripts name and all under bin/hooks, bin/extensions and releases/VSN/hooks.
+func scriptsOf(r *release.Release) ([]*script, error) {
+	var list []*script
+	seen := map[string]bool{}
+	add := func(rel string, sh *shape, required bool) error {
+		rel = filepath.Clean(rel)
+		if rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
+			return fmt.Errorf("%s is outside the release, so the driver cannot check it for the cookie", rel)
+		}
+		if seen[rel] {
+			return nil
+		}
+		s, err := load(r.Root, rel, sh)
+		if errors.Is(err, fs.ErrNotExist) && !required {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("launch: %w", err)
+		}
+		seen[rel] = true
+		list = append(list, s)
+		return nil
+	}
+	if r.Kind == release.Shipment {
+		return list, add("entrypoint.sh", plain, false)
+	}
+	bins := []string{filepath.Join("bin", r.Name), filepath.Join("bin", r.Name+"-"+r.Version)}
+	vsn := filepath.Join("releases", r.Version)
+	var err error
+	switch r.Kind {
+	case release.Mix:
+		err = errors.Join(add(bins[0], mixBin, true), add(bins[1], mixBin, false), add(filepath.Join(vsn, "elixir"), elixirCLI, false))
+	case release.Relx:
+		err = errors.Join(add(bins[0], relxBin, false), add(bins[1], relxBin, false))
+		for _, s := range append([]*script(nil), list...) {
+			for _, h := range hooksOf(s.data) {
+				if strings.ContainsAny(h, "$`") {
+					err = errors.Join(err, fmt.Errorf("%s names a hook or extension at a path the driver cannot resolve", s.rel))
+					continue
+				}
+				// relx runs them from "$SCRIPT_DIR/$HOOK": relative to bin/.
+				err = errors.Join(err, add(filepath.Join("bin", h), plain, false))
+			}
+		}
+	default:
+		return nil, fmt.Errorf("launch: unknown release kind %q", r.Kind)
+	}
+	err = errors.Join(err, add(filepath.Join(vsn, "env.sh"), plain, false))
+	for _, dir := range []string{filepath.Join("bin", "hooks"), filepath.Join("bin", "extensions"), filepath.Join(vsn, "hooks")} {
+		werr := filepath.WalkDir(filepath.Join(r.Root, dir), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() {
+				rel, _ := filepath.Rel(r.Root, p)
+				return add(rel, plain, false)
+			}
+			return nil
+		})
+		if !errors.Is(werr, fs.ErrNotExist) {
+			err = errors.Join(err, werr)
+		}
+	}
+	ents, rerr := os.ReadDir(filepath.Join(r.Root, vsn))
+	if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		err = errors.Join(err, fmt.Errorf("launch: %w", rerr))
+	}
+	for _, e := range ents {
+		rel := filepath.Join(vsn, e.Name())
+		if e.Type().IsRegular() && !seen[rel] && hasShebang(filepath.Join(r.Root, rel)) {
+			err = errors.Join(err, add(rel, plain, false))
+		}
+	}
+	return list, err
+}
+
+// hookRe finds relx's hook and extension declarations, such as
+// PRE_START_HOOKS="hooks/pre_start|arg hooks/builtin/pid|/run/x.pid" and
+// foo_extension="extensions/foo".
+var hookRe = regexp.MustCompile(`(?m)^[ \t]*(?:[A-Z_]+_HOOKS?|[A-Za-z0-9_]+_extension)="([^"]*)"`)
+
+func hooksOf(b []byte) []string {
+	var out []string
+	for _, m := range hookRe.FindAllSubmatch(b, -1) {
+		for _, e := range strings.Fields(string(m[1])) {
+			if p, _, _ := strings.Cut(e, "|"); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// hasShebang reports whether the file at path starts with #!: a script,
+// which the driver scans whatever its interpreter.
+func hasShebang(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [2]byte
+	n, _ := f.Read(b[:])
+	return n == 2 && string(b[:]) == "#!"
 }

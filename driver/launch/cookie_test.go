@@ -1,106 +1,190 @@
 package launch
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
-// mixScript is the shape of the lines mix's bin/NAME uses (Elixir 1.14).
-const mixScript = `#!/bin/sh
-RELEASE_COOKIE="${RELEASE_COOKIE:-"$(cat "$RELEASE_ROOT/releases/COOKIE")"}"
-rpc () {
-  exec "$REL_VSN_DIR/elixir" \
-       --hidden --cookie "$RELEASE_COOKIE" \
-       --rpc-eval "$RELEASE_NODE" "$1"
-}
-start () {
-  exec "$REL_VSN_DIR/$REL_EXEC" \
-       --cookie "$RELEASE_COOKIE" \
-       $(release_distribution "$RELEASE_NODE") \
-       --vm-args "$RELEASE_VM_ARGS" "$@"
-}
-`
-
-const relxScript = `#!/bin/sh
-        exec "$BINDIR/erlexec" -remsh "$NAME" -setcookie "${COOKIE}" -dist_listen false
-    "$BINDIR/erl" -hidden -setcookie "$COOKIE" -kernel net_ticktime "$TICKTIME"
-    result=$("$ERL_RPC" "${DYNAMIC_NAME}" -c "${COOKIE}" -address "${ADDRESS}" -e)
-    ERL_FLAGS="${ERL_FLAGS} ${NAME_TYPE} $nodetool_id -setcookie ${COOKIE}" \
-`
-
-func TestScrubScript(t *testing.T) {
-	cases := []struct {
-		name, script string
-		args         []string
-		wantErr      string
-	}{
-		{"mix", mixScript, mixCookieArgs, ""},
-		{"relx", relxScript, relxCookieArgs, ""},
-		{"nothing to do", "#!/bin/sh\nexec erl -noshell\n", mixCookieArgs, ""},
-		{"unknown form", "#!/bin/sh\nexec erl -setcookie \"$MY_COOKIE\"\n", relxCookieArgs, "does not know"},
-		{"comment is fine", "#!/bin/sh\n# pass --cookie \"$RELEASE_COOKIE\" here\n", nil, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "app")
-			if err := os.WriteFile(p, []byte(tc.script), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			err := scrubScript(p, tc.args)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := os.ReadFile(p)
-			for _, line := range strings.Split(string(b), "\n") {
-				if !strings.HasPrefix(strings.TrimSpace(line), "#") && strings.Contains(line, "COOKIE}\"") && strings.Contains(line, " -") {
-					t.Errorf("cookie argument left: %s", line)
-				}
-			}
-			if strings.Contains(string(b), `--cookie "$RELEASE_COOKIE"`) && tc.name != "comment is fine" {
-				t.Errorf("mix cookie argument left:\n%s", b)
-			}
-			fi, _ := os.Stat(p)
-			if fi.Mode().Perm() != 0o755 {
-				t.Errorf("mode %v, want 0755", fi.Mode().Perm())
-			}
-		})
-	}
-}
-
-func TestWriteHome(t *testing.T) {
+func TestWriteCookieHome(t *testing.T) {
 	dir := t.TempDir()
-	home, err := writeHome(dir, "s3cr3t-Cookie", -1, -1)
+	out, err := os.OpenRoot(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(home, ".erlang.cookie"))
+	defer out.Close()
+	if err := writeCookieHome(out, "s3cr3t-Cookie", taskdir.Root); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "home", ".erlang.cookie"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o400 {
 		t.Errorf(".erlang.cookie mode %v, want 0400 (the VM refuses anything looser)", fi.Mode().Perm())
 	}
-	// A second start replaces the read-only file.
-	if _, err := writeHome(dir, "other", -1, -1); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(home, ".erlang.cookie")); string(b) != "other" {
-		t.Errorf("cookie is %q after rewrite", b)
+	// The directory is fresh on every start: a home that is already there
+	// (a link the task planted, say) is refused, never written through.
+	if err := writeCookieHome(out, "other", taskdir.Root); err == nil {
+		t.Error("wrote into an existing home")
 	}
 	for _, bad := range []string{"", "has space", "tab\there", strings.Repeat("x", 256), "naïve"} {
-		_, err := writeHome(dir, bad, -1, -1)
+		err := writeCookieHome(out, bad, taskdir.Root)
 		if err == nil {
 			t.Errorf("cookie %q accepted", bad)
 		} else if bad != "" && strings.Contains(err.Error(), bad) {
 			t.Errorf("error quotes the cookie: %v", err)
 		}
+	}
+}
+
+func TestScrubRefuses(t *testing.T) {
+	const relxHooked = "#!/bin/sh\nPRE_START_HOOKS=\"../releases/0.1.0/hooks/check\"\n"
+	cases := []struct {
+		name string
+		kind release.Kind
+		edit map[string]string
+		file string // where the refusal points
+		at   string // text of the line it points at
+		what string
+		// hidden must not appear in the error: the text after the token.
+		hidden []string
+	}{
+		{"unquoted --cookie in bin/NAME", release.Mix,
+			map[string]string{"bin/app": strings.Replace(mixBinFixture, `--hidden --cookie "$RELEASE_COOKIE"`, `--hidden --cookie $RELEASE_COOKIE`, 1)},
+			"bin/app", "--hidden --cookie", `a --cookie flag ("--cookie")`, []string{"$RELEASE_COOKIE \\"}},
+		{"--cookie= in env.sh", release.Mix,
+			map[string]string{"releases/0.1.0/env.sh": mixEnvFixture + `exec "$REL_VSN_DIR/elixir" --cookie="$Ab9s3cretZ" --eval x` + "\n"},
+			"releases/0.1.0/env.sh", "Ab9s3cretZ", "--cookie flag", []string{"Ab9s3cretZ", `="$`}},
+		{"-setcookie<TAB> in a relx hook", release.Relx,
+			map[string]string{"bin/hooks/pre_start": "#!/bin/sh\nC=Kp4s3cretQ\n\"$BINDIR/erl\" -setcookie\t\"$C\" -noshell\n"},
+			"bin/hooks/pre_start", "-setcookie", "-setcookie flag", []string{"Kp4s3cretQ", `"$C"`}},
+		{"erl_call -c in a relx extension", release.Relx,
+			map[string]string{"bin/extensions/foo": "#!/bin/sh\n\"$ERTS_DIR/bin/erl_call\" -c Lit3ralS3cret -a 'erlang node'\n"},
+			"bin/extensions/foo", "erl_call", "-c flag given to erl_call", []string{"Lit3ralS3cret", "erlang node"}},
+		{"erl_call -c continued on the next line", release.Relx,
+			map[string]string{"bin/extensions/foo": "#!/bin/sh\nresult=$(\"$ERL_RPC\" -a \"erlang node\" \\\n\t-c Ct9s3cretV)\n"},
+			"bin/extensions/foo", "\t-c", "-c flag given to erl_call", []string{"Ct9s3cretV"}},
+		{"releases/COOKIE read in releases/VSN/elixir", release.Mix,
+			map[string]string{"releases/0.1.0/elixir": elixirFixture + `set -- "$@" -extra "$(cat "$SCRIPT_PATH/../../releases/COOKIE")"` + "\n"},
+			"releases/0.1.0/elixir", "-extra", "the releases/COOKIE file", []string{"SCRIPT_PATH", "cat"}},
+		{".erlang.cookie read in a hook relx names under releases/VSN", release.Relx,
+			map[string]string{"bin/app": relxHooked, "releases/0.1.0/hooks/check": "#!/bin/sh\nerl -noshell -extra \"$(cat ~/.erlang.cookie)\"\n"},
+			"releases/0.1.0/hooks/check", "erlang.cookie", "the .erlang.cookie file", []string{"cat ~"}},
+		{"a hook relx names outside bin/hooks", release.Relx,
+			map[string]string{"bin/app": "#!/bin/sh\nPOST_START_HOOKS=\"../priv/post_start|arg\"\n", "priv/post_start": "erl_call -c \"$(cat \"$F\")\" -a x\n"},
+			"priv/post_start", "erl_call", "-c flag given to erl_call", []string{"$F"}},
+		{"a quote inside -setcookie, in a hook no script names", release.Relx,
+			map[string]string{"bin/hooks/other": "#!/bin/sh\nexec erl -set\"\"cookie Qz7s3cretW\n"},
+			"bin/hooks/other", "cookie", "-setcookie flag", []string{"Qz7s3cretW"}},
+		{"--cookie in another script of releases/VSN", release.Mix,
+			map[string]string{"releases/0.1.0/iex": "#!/bin/sh\nexec \"$SCRIPT_PATH\"/elixir --cookie \"$RELEASE_COOKIE\" +iex\n"},
+			"releases/0.1.0/iex", "--cookie", "--cookie flag", []string{"$RELEASE_COOKIE"}},
+		{"a braced cookie variable in env.sh", release.Mix,
+			map[string]string{"releases/0.1.0/env.sh": "export ERL_AFLAGS=\"-name x ${MY_COOKIE}\"\n"},
+			"releases/0.1.0/env.sh", "MY_COOKIE", "expansion of the cookie variable MY_COOKIE", []string{"-name x"}},
+		{"RELEASE_COOKIE in env.sh, even in a comment", release.Mix,
+			map[string]string{"releases/0.1.0/env.sh": mixEnvFixture + "# export RELEASE_COOKIE=Hh3s3cretJ\n"},
+			"releases/0.1.0/env.sh", "Hh3s3cretJ", "the cookie variable RELEASE_COOKIE", []string{"Hh3s3cretJ"}},
+		{"an allowed line inside a quoted string", release.Relx,
+			map[string]string{"bin/app": relxBinFixture + "exec erl -eval \"\nCOOKIE=\"$RELX_COOKIE\"\n\"\n"},
+			"bin/app", `COOKIE="$RELX_COOKIE"` + "\n\"", "RELX_COOKIE", []string{"exec erl"}},
+		{"-setcookie in a shipment's entrypoint.sh", release.Shipment,
+			map[string]string{"entrypoint.sh": "#!/bin/sh\nexec erl -setcookie Mm5s3cretN -noshell\n"},
+			"entrypoint.sh", "-setcookie", "-setcookie flag", []string{"Mm5s3cretN"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{}
+			switch tc.kind {
+			case release.Mix:
+				files = mixFiles()
+			case release.Relx:
+				files = relxFiles()
+			}
+			r := releaseOf(t, tc.kind, files, tc.edit)
+			before := files["bin/app"]
+			err := Scrub(r)
+			if err == nil {
+				t.Fatal("release accepted")
+			}
+			line := lineOf(files[tc.file], tc.at)
+			if tc.at == `COOKIE="$RELX_COOKIE"`+"\n\"" {
+				line = strings.Count(files[tc.file], "\n") - 1
+			}
+			want := fmt.Sprintf("%s line %d: ", tc.file, line)
+			msg := err.Error()
+			if !strings.HasPrefix(msg, want) || !strings.Contains(msg, tc.what) {
+				t.Errorf("error %q, want it to start with %q and name %q", msg, want, tc.what)
+			}
+			if !strings.Contains(msg, "through HOME/.erlang.cookie") {
+				t.Errorf("error %q does not say how to fix it", msg)
+			}
+			for _, h := range tc.hidden {
+				if strings.Contains(msg, h) {
+					t.Errorf("error quotes %q from the line: %s", h, msg)
+				}
+			}
+			if tc.kind != release.Shipment && read(t, r, "bin/app") != before {
+				t.Error("bin/app was rewritten although the release was refused")
+			}
+		})
+	}
+}
+
+func TestScrubRefusesHookOutsideRelease(t *testing.T) {
+	r := releaseOf(t, release.Relx, relxFiles(), map[string]string{"bin/app": "#!/bin/sh\nPOST_START_HOOKS=\"../../elsewhere/hook|x\"\n"})
+	if err := Scrub(r); err == nil || !strings.Contains(err.Error(), "outside the release") {
+		t.Fatalf("error %v, want the hook outside the release refused", err)
+	}
+}
+
+// The rewritten script replaces a link; it never writes through it.
+func TestScrubReplacesLinkNotTarget(t *testing.T) {
+	r := releaseOf(t, release.Mix, mixFiles(), nil)
+	outside := filepath.Join(t.TempDir(), "shared")
+	if err := os.WriteFile(outside, []byte(mixBinFixture), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(r.Root, "bin/app")
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := Scrub(r); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(outside); string(b) != mixBinFixture {
+		t.Error("the link's target was rewritten")
+	}
+	if fi, err := os.Lstat(bin); err != nil || !fi.Mode().IsRegular() || strings.Contains(read(t, r, "bin/app"), "--cookie") {
+		t.Errorf("bin/app is not a scrubbed regular file: %v", err)
+	}
+}
+
+// A variable assigned from the cookie, on a line a shape allows, is the
+// cookie in every script; so is one assigned erl_call.
+func TestTaintFollowsAssignments(t *testing.T) {
+	tn := newTaint()
+	sh := &shape{allowed: []string{`MINE="$RELEASE_COOKIE"`}}
+	for tn.learn("MINE=\"$RELEASE_COOKIE\"\nCALL=\"$ERTS_DIR/bin/erl_call\"\n", sh) {
+	}
+	f := tn.scan("#!/bin/sh\nprintenv MINE\n", plain)
+	if f == nil || f.line != 2 || f.what != "the cookie variable MINE" {
+		t.Errorf("finding %+v, want MINE on line 2", f)
+	}
+	f = tn.scan("#!/bin/sh\n$CALL -c x\n", plain)
+	if f == nil || !strings.Contains(f.what, "erl_call") {
+		t.Errorf("finding %+v, want -c given to erl_call through $CALL", f)
+	}
+	if f := tn.scan("#!/bin/sh\ncut -c 2- file\n", plain); f != nil {
+		t.Errorf("cut -c refused: %+v", f)
 	}
 }

@@ -14,12 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // Spec is what the driver decided about a node.
@@ -34,8 +34,16 @@ type Spec struct {
 	// register and look each other up.
 	EPMDPort int
 	// Dir is a directory the driver owns, for generated files such as
-	// vm.args and the release's tmp directory.
+	// vm.args and the release's tmp directory: the path the node sees.
 	Dir string
+	// Out is Dir, opened: every file is written through it, never by path,
+	// since Dir lies in the task's directory.
+	Out *os.Root
+	// Tree is the root of a copy of the release that the plugin owns and
+	// the task cannot change, where the release's own files (vm.args,
+	// remote.vm.args) are read from. It holds the version being started.
+	// Empty means Release.Root.
+	Tree string
 	// HostBin is the directory of the host's erl, used by releases without
 	// a bundled erts. Empty when none is installed.
 	HostBin string
@@ -47,7 +55,8 @@ type Spec struct {
 	// TLS turns on mutual TLS distribution when not nil.
 	TLS *TLS
 
-	extra []string // flags for every VM: the node and its client tools
+	extra []string      // flags for every VM: the node and its client tools
+	owner taskdir.Owner // of the files written
 }
 
 // Command is a process to start.
@@ -69,26 +78,31 @@ func Build(s Spec) (*Command, error) {
 	if s.Release == nil {
 		return nil, errors.New("launch: no release")
 	}
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+	if s.Out == nil {
+		return nil, errors.New("launch: no output directory")
+	}
+	if s.Tree == "" {
+		s.Tree = s.Release.Root
+	}
+	owner, err := taskdir.Lookup(s.User)
+	if err != nil {
 		return nil, fmt.Errorf("launch: %w", err)
 	}
+	s.owner = owner
 	var tlsFlags []string
 	if s.TLS != nil && s.Node != "" {
 		if s.Release.BundlesERTS && !hasSSL(s.Release.Root) {
 			return nil, fmt.Errorf("release %s has no ssl application, which TLS distribution needs; "+
 				"add ssl to the release (mix: extra_applications: [:ssl]; relx: the release's app list)", s.Release.Name)
 		}
-		opt, err := writeSSLDistOpt(s.Dir, s.TLS)
+		opt, err := writeSSLDistOpt(s.Out, s.Dir, s.TLS, owner)
 		if err != nil {
 			return nil, err
 		}
 		tlsFlags = []string{"-proto_dist inet_tls", "-ssl_dist_optfile " + opt}
 	}
 	s.extra = tlsFlags
-	var (
-		c   *Command
-		err error
-	)
+	var c *Command
 	switch s.Release.Kind {
 	case release.Mix:
 		c, err = mix(s)
@@ -111,22 +125,18 @@ func Build(s Spec) (*Command, error) {
 		c.Env["ERL_EPMD_PORT"] = strconv.Itoa(s.EPMDPort)
 	}
 	if s.Node != "" {
-		uid, gid, err := lookupUser(s.User)
-		if err != nil {
+		if err := writeCookieHome(s.Out, s.Cookie, owner); err != nil {
 			return nil, err
 		}
-		home, err := writeHome(s.Dir, s.Cookie, uid, gid)
-		if err != nil {
-			return nil, err
-		}
-		c.Env["HOME"] = home
+		c.Env["HOME"] = filepath.Join(s.Dir, "home")
 	}
-	if s.User != "" {
-		// The node runs as the task's user: it must read what the driver
-		// wrote for it (vm.args, ssl_dist.conf) and write its tmp dir.
-		if err := chownTree(s.Dir, s.User); err != nil {
-			return nil, err
-		}
+	// The node runs as the task's user: it reads what the driver wrote for
+	// it (vm.args, ssl_dist.conf) and writes its tmp dir.
+	if err := taskdir.Mkdir(s.Out, "tmp", 0o700, owner); err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	if err := taskdir.ChownDir(s.Out, ".", 0o700, owner); err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
 	}
 	if !s.Release.BundlesERTS && s.HostBin != "" {
 		c.Env["PATH"] = s.HostBin + string(os.PathListSeparator) + os.Getenv("PATH")
@@ -138,10 +148,6 @@ func Build(s Spec) (*Command, error) {
 // mix's script reads.
 func mix(s Spec) (*Command, error) {
 	r := s.Release
-	bin := filepath.Join(r.Root, "bin", r.Name)
-	if err := scrubScript(bin, mixCookieArgs); err != nil {
-		return nil, err
-	}
 	env := map[string]string{
 		"RELEASE_TMP":          filepath.Join(s.Dir, "tmp"),
 		"RELEASE_DISTRIBUTION": "none",
@@ -153,28 +159,22 @@ func mix(s Spec) (*Command, error) {
 		// and the client tools (remote, rpc).
 		env["ELIXIR_ERL_OPTIONS"] = strings.Join(append(distFlags(s.DistPort), s.extra...), " ")
 		// Clients must not try to listen on the node's port as well.
-		remote := filepath.Join(r.Root, "releases", r.Version, "remote.vm.args")
-		p, err := withLines(remote, filepath.Join(s.Dir, "remote.vm.args"), nil, "-dist_listen false")
-		if err != nil {
+		remote := filepath.Join(s.Tree, "releases", r.Version, "remote.vm.args")
+		if err := s.withLines(remote, "remote.vm.args", nil, "-dist_listen false"); err != nil {
 			return nil, err
 		}
-		env["RELEASE_REMOTE_VM_ARGS"] = p
+		env["RELEASE_REMOTE_VM_ARGS"] = filepath.Join(s.Dir, "remote.vm.args")
 	}
-	return &Command{Path: bin, Args: []string{"start"}, Env: env}, nil
+	return &Command{Path: filepath.Join(r.Root, "bin", r.Name), Args: []string{"start"}, Env: env}, nil
 }
 
 // relx starts `bin/NAME-VSN foreground` with a vm.args that the driver
 // writes: the release's own, with the node name replaced.
 func relx(s Spec) (*Command, error) {
 	r := s.Release
-	bin := filepath.Join(r.Root, "bin", r.Name+"-"+r.Version)
-	if _, err := os.Stat(bin); err != nil {
-		bin = filepath.Join(r.Root, "bin", r.Name)
-	}
-	for _, script := range []string{filepath.Join(r.Root, "bin", r.Name), bin} {
-		if err := scrubScript(script, relxCookieArgs); err != nil {
-			return nil, err
-		}
+	script := r.Name + "-" + r.Version
+	if _, err := os.Stat(filepath.Join(s.Tree, "bin", script)); err != nil {
+		script = r.Name
 	}
 	env := map[string]string{
 		// Where relx writes vm.args and sys.config after replacing
@@ -197,18 +197,17 @@ func relx(s Spec) (*Command, error) {
 	}
 	head := append([]string{"-name " + node}, extra...)
 
-	src := filepath.Join(r.Root, "releases", r.Version, "vm.args")
-	out := filepath.Join(s.Dir, "vm.args")
+	src := filepath.Join(s.Tree, "releases", r.Version, "vm.args")
 	if _, err := os.Stat(src + ".src"); err == nil {
 		// Let relx replace ${VARS} itself, from our copy.
-		if _, err := withLines(src+".src", out+".src", drop, head...); err != nil {
+		if err := s.withLines(src+".src", "vm.args.src", drop, head...); err != nil {
 			return nil, err
 		}
-	} else if _, err := withLines(src, out, drop, head...); err != nil {
+	} else if err := s.withLines(src, "vm.args", drop, head...); err != nil {
 		return nil, err
 	}
-	env["VMARGS_PATH"] = out
-	return &Command{Path: bin, Args: []string{"foreground"}, Env: env}, nil
+	env["VMARGS_PATH"] = filepath.Join(s.Dir, "vm.args")
+	return &Command{Path: filepath.Join(r.Root, "bin", script), Args: []string{"foreground"}, Env: env}, nil
 }
 
 // shipment starts a Gleam erlang-shipment with `entrypoint.sh run`.
@@ -237,12 +236,13 @@ func distFlags(port int) []string {
 	}
 }
 
-// withLines copies the args file src to dst, without the lines for which
-// drop is true, and with head prepended. A missing src is an empty file.
-func withLines(src, dst string, drop func(string) bool, head ...string) (string, error) {
+// withLines writes the args file src, read from the plugin's copy of the
+// release, to name in s.Out, without the lines for which drop is true, and
+// with head prepended. A missing src is an empty file.
+func (s Spec) withLines(src, name string, drop func(string) bool, head ...string) error {
 	data, err := os.ReadFile(src)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("launch: %w", err)
+		return fmt.Errorf("launch: %w", err)
 	}
 	var b bytes.Buffer
 	b.WriteString("## Written by the beam Nomad driver from " + filepath.Base(src) + "\n")
@@ -256,50 +256,24 @@ func withLines(src, dst string, drop func(string) bool, head ...string) (string,
 		}
 		b.WriteString(sc.Text() + "\n")
 	}
-	if err := os.WriteFile(dst, b.Bytes(), 0o600); err != nil {
-		return "", fmt.Errorf("launch: %w", err)
-	}
-	return dst, nil
-}
-
-// lookupUser returns the uid and gid of a user name, or -1, -1 for "".
-func lookupUser(name string) (int, int, error) {
-	if name == "" {
-		return -1, -1, nil
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return 0, 0, fmt.Errorf("launch: task user %q: %w", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return uid, gid, nil
-}
-
-// chownTree gives dir and everything in it to a user, without following
-// links.
-func chownTree(dir, name string) error {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
+	if err := taskdir.WriteFile(s.Out, name, b.Bytes(), 0o600, s.owner); err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
-	return Chown(dir, name)
+	return nil
 }
 
-// Chown gives dir and everything under it to the user called name: for a
-// node that runs as the task's user and must write its release's files,
-// as release_handler does in a hot upgrade.
-func Chown(dir, name string) error {
-	uid, gid, err := lookupUser(name)
-	if err != nil {
+// writeCookieHome writes the node's private HOME, home/ in out, with the
+// cookie in home/.erlang.cookie (mode 0400), both owned by the task's user.
+// out is a fresh directory, so both are created, never rewritten.
+func writeCookieHome(out *os.Root, cookie string, owner taskdir.Owner) error {
+	if err := checkCookie(cookie); err != nil {
 		return err
 	}
-	return filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return fmt.Errorf("launch: %w", err)
-		}
-		return nil
-	})
+	if err := taskdir.Mkdir(out, "home", 0o700, owner); err != nil {
+		return fmt.Errorf("launch: %w", err)
+	}
+	if err := taskdir.WriteFile(out, "home/.erlang.cookie", []byte(cookie), 0o400, owner); err != nil {
+		return fmt.Errorf("launch: write cookie: %w", err)
+	}
+	return nil
 }

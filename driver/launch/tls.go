@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // TLS is the node's certificate, key and CA for TLS distribution, as
@@ -19,7 +21,7 @@ type TLS struct {
 // host part of the node name, so certificates must carry it (the IP Nomad
 // assigns, or the host of node_name) as a subject alternative name. It
 // returns the file's path.
-func writeSSLDistOpt(dir string, t *TLS) (string, error) {
+func writeSSLDistOpt(out *os.Root, dir string, t *TLS, owner taskdir.Owner) (string, error) {
 	for _, f := range []string{t.Cert, t.Key, t.CA} {
 		if _, err := os.Stat(f); err != nil {
 			return "", fmt.Errorf("TLS distribution: %s cannot be read (%v); render it into the task's secrets/ with a template", filepath.Base(f), err)
@@ -31,11 +33,10 @@ func writeSSLDistOpt(dir string, t *TLS) (string, error) {
  {client, [{certfile, %s}, {keyfile, %s}, {cacertfile, %s},
            {verify, verify_peer}, {secure_renegotiate, true}]}].
 `, q(t.Cert), q(t.Key), q(t.CA), q(t.Cert), q(t.Key), q(t.CA))
-	p := filepath.Join(dir, "ssl_dist.conf")
-	if err := os.WriteFile(p, []byte(opts), 0o600); err != nil {
+	if err := taskdir.WriteFile(out, "ssl_dist.conf", []byte(opts), 0o600, owner); err != nil {
 		return "", fmt.Errorf("launch: %w", err)
 	}
-	return p, nil
+	return filepath.Join(dir, "ssl_dist.conf"), nil
 }
 
 // q quotes a path as an Erlang string.

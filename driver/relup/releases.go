@@ -95,6 +95,24 @@ func releasesTerm(p *Package, root string) Term {
 	return List{rel}
 }
 
+// RELEASES returns the contents of a releases/RELEASES file that lists
+// every package in pkgs, as release_handler would after installing them
+// one by one into the release root root: the one whose version is
+// permanent has that status and the others are old. Application
+// directories are absolute, under root/lib.
+func RELEASES(pkgs []*Package, root, permanent string) []byte {
+	var list List
+	for _, p := range pkgs {
+		t := releasesTerm(p, root).(List)[0].(Tuple)
+		if p.Version != permanent {
+			t[5] = Atom("old")
+		}
+		list = append(list, t)
+	}
+	data := append([]byte("%% coding: utf-8\n"), Format(list)...)
+	return append(data, ".\n"...)
+}
+
 // ReadRELEASES reads the releases listed in <root>/releases/RELEASES.
 func ReadRELEASES(root string) ([]ReleaseEntry, error) {
 	file := filepath.Join(root, "releases", "RELEASES")

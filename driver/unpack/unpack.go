@@ -1,11 +1,25 @@
 // Package unpack extracts release tarballs into a directory without letting
 // any entry escape it.
 //
-// Every file is written through an os.Root, so a path can never be resolved
-// outside the target, not even through a symlink that an earlier entry
-// created. On top of that, entries are checked by name before anything is
-// written, so an archive that tries to escape is rejected with an error that
-// names the offending entry rather than silently skipped.
+// The rules, each simple enough to check by reading the code:
+//
+//   - Every write goes through an os.Root on the target.
+//   - An entry is only ever created at its lexical path: an entry whose
+//     parent path holds a symlink, or anything but a directory, when it is
+//     written is refused (tar never stores files beneath a symlinked
+//     directory, so well-formed releases are unaffected).
+//   - A hard link may only point to a regular file that this archive wrote
+//     earlier and that still stands at that name, never to a symlink, a
+//     directory or anything the archive did not write.
+//   - Names that the driver reserves for itself (any path component
+//     starting with ".beam-driver") are refused.
+//   - Once the whole archive is written, every symlink in the tree is
+//     resolved from where it finally stands, component by component
+//     without trusting the kernel to stop at the root, and refused if it is
+//     absolute or climbs above the target, dangling or not.
+//
+// An archive that breaks a rule is rejected with an *Error that names the
+// offending entry (and link target), never quoting any file's content.
 package unpack
 
 import (
@@ -67,10 +81,14 @@ func File(src, dst string, lim Limits) error {
 }
 
 // Reader unpacks a tar archive, gzip-compressed or not, into dst, which must
-// exist. It rejects absolute names, names that climb out with "..", links
-// that point outside dst, special files, and archives that are truncated,
-// corrupt or over the limits.
-func Reader(r io.Reader, dst string, lim Limits) error {
+// exist and should be empty: the whole of dst is checked once the archive is
+// written. It rejects absolute names, names that climb out with "..",
+// entries beneath a symlink, hard links to anything but a regular file of
+// the same archive, names reserved by the driver, symlinks that resolve
+// outside dst, special files, and archives that are truncated, corrupt or
+// over the limits. On error, Reader empties dst, so that nothing of a
+// rejected archive (a link that escapes, say) is left behind.
+func Reader(r io.Reader, dst string, lim Limits) (err error) {
 	if lim.MaxBytes <= 0 {
 		lim.MaxBytes = DefaultMaxBytes
 	}
@@ -95,8 +113,13 @@ func Reader(r io.Reader, dst string, lim Limits) error {
 		return fmt.Errorf("unpack: open target: %w", err)
 	}
 	defer root.Close()
+	defer func() {
+		if err != nil {
+			empty(root)
+		}
+	}()
 
-	u := &unpacker{root: root, lim: lim, dirs: map[string]bool{}}
+	u := &unpacker{root: root, lim: lim, dirs: map[string]bool{}, files: map[string]bool{}}
 	tr := tar.NewReader(in)
 	for {
 		hdr, err := tr.Next()
@@ -119,7 +142,7 @@ func Reader(r io.Reader, dst string, lim Limits) error {
 	if _, err := io.CopyN(io.Discard, in, 1<<20); err != nil && err != io.EOF {
 		return archiveError(err)
 	}
-	return checkLinks(dst, u.links)
+	return checkTree(root)
 }
 
 type unpacker struct {
@@ -127,31 +150,14 @@ type unpacker struct {
 	lim     Limits
 	entries int
 	bytes   int64
-	links   []string
-	dirs    map[string]bool // directories known to exist, to skip MkdirAll
-}
-
-// mkdirs makes dir and its parents, once.
-func (u *unpacker) mkdirs(dir string) error {
-	if dir == "." || u.dirs[dir] {
-		return nil
-	}
-	if err := u.root.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	for d := dir; d != "." && !u.dirs[d]; d = path.Dir(d) {
-		u.dirs[d] = true
-	}
-	return nil
-}
-
-// replaced forgets name as a directory: an entry put something else there.
-func (u *unpacker) replaced(name string) {
-	for d := range u.dirs {
-		if d == name || strings.HasPrefix(d, name+"/") {
-			delete(u.dirs, d)
-		}
-	}
+	// dirs holds names known to be real directories (not symlinks) that
+	// no later entry replaced. It is closed under parents: a name is only
+	// in it with all its ancestors.
+	dirs map[string]bool
+	// files holds names where this archive wrote a regular file (or a hard
+	// link to one) that no later entry replaced: the only valid hard link
+	// targets.
+	files map[string]bool
 }
 
 func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
@@ -167,6 +173,9 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 	if hdr.Typeflag != tar.TypeReg {
 		u.bytes += hdr.Size
 	}
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
 	name, err := cleanName(hdr.Name)
 	if err != nil {
 		return &Error{Entry: hdr.Name, Reason: err.Error()}
@@ -174,14 +183,16 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 	if name == "." {
 		return nil
 	}
+	if err := reserved(name); err != nil {
+		return &Error{Entry: hdr.Name, Reason: err.Error()}
+	}
+	// Rule: the entry goes at its lexical path, below real directories.
 	if err := u.mkdirs(path.Dir(name)); err != nil {
 		return &Error{Entry: hdr.Name, Reason: err.Error()}
 	}
-	// A link may take the place of a directory made earlier; a regular
-	// file cannot (removing a directory that holds entries fails, and an
-	// empty one leaves later entries failing, never escaping). Only links
-	// are rare enough to scan the set for.
-	if hdr.Typeflag == tar.TypeSymlink || hdr.Typeflag == tar.TypeLink {
+	if hdr.Typeflag != tar.TypeDir {
+		// Whatever stood at name is replaced (or the write fails, as
+		// removing a directory that holds entries does).
 		u.replaced(name)
 	}
 
@@ -190,9 +201,16 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		if err := u.mkdirs(name); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
 		}
-		return u.root.Chmod(name, dirMode(hdr.FileInfo().Mode()))
+		if err := u.root.Chmod(name, dirMode(hdr.FileInfo().Mode())); err != nil {
+			return &Error{Entry: hdr.Name, Reason: err.Error()}
+		}
+		return nil
 	case tar.TypeReg: // archive/tar reports the old TypeRegA as TypeReg
-		return u.file(hdr, name, body)
+		if err := u.file(hdr, name, body); err != nil {
+			return err
+		}
+		u.files[name] = true
+		return nil
 	case tar.TypeSymlink:
 		if err := linkInside(name, hdr.Linkname); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
@@ -201,19 +219,12 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		if err := u.root.Symlink(hdr.Linkname, name); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
 		}
-		u.links = append(u.links, name)
 		return nil
 	case tar.TypeLink:
-		target, err := cleanName(hdr.Linkname)
-		if err != nil {
-			return &Error{Entry: hdr.Name, Reason: "hard link target " + err.Error()}
+		if err := u.hardLink(name, hdr.Linkname); err != nil {
+			return &Error{Entry: hdr.Name, Reason: err.Error()}
 		}
-		_ = u.root.Remove(name)
-		if err := u.root.Link(target, name); err != nil {
-			return &Error{Entry: hdr.Name, Reason: "hard link: " + err.Error()}
-		}
-		return nil
-	case tar.TypeXGlobalHeader:
+		u.files[name] = true
 		return nil
 	default:
 		return &Error{Entry: hdr.Name, Reason: fmt.Sprintf("unsupported entry type %q (device, fifo or similar); a release holds only files, directories and links", hdr.Typeflag)}
@@ -221,8 +232,8 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 }
 
 func (u *unpacker) file(hdr *tar.Header, name string, body io.Reader) error {
-	// Remove first so that an earlier symlink of the same name is replaced,
-	// never written through.
+	// Remove first so that an earlier symlink or hard link of the same
+	// name is replaced, never written through.
 	_ = u.root.Remove(name)
 	f, err := u.root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fileMode(hdr.FileInfo().Mode()))
 	if err != nil {
@@ -242,11 +253,43 @@ func (u *unpacker) file(hdr *tar.Header, name string, body io.Reader) error {
 	return nil
 }
 
+// hardLink links name to target, which must be a regular file that this
+// archive wrote and that still stands, at its lexical path, at that name.
+func (u *unpacker) hardLink(name, linkname string) error {
+	target, err := cleanName(linkname)
+	if err != nil {
+		return errors.New("hard link target " + err.Error())
+	}
+	if !u.files[target] {
+		return fmt.Errorf("hard link to %q, which is not a regular file written earlier in this archive", linkname)
+	}
+	// Belt and braces: the set says so, and so must the file system.
+	if err := u.mkdirs(path.Dir(target)); err != nil {
+		return fmt.Errorf("hard link to %q: %v", linkname, err)
+	}
+	fi, err := u.root.Lstat(target)
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("hard link to %q, which is not a regular file written earlier in this archive", linkname)
+	}
+	_ = u.root.Remove(name)
+	if err := u.root.Link(target, name); err != nil {
+		return errors.New("hard link: " + err.Error())
+	}
+	return nil
+}
+
+// maxName bounds entry names and link targets: the kernel's PATH_MAX, far
+// above any release's.
+const maxName = 4096
+
 // cleanName turns an entry name into a clean relative slash path, or says
 // why it cannot be one.
 func cleanName(name string) (string, error) {
 	if name == "" {
 		return "", errors.New("has an empty name")
+	}
+	if len(name) > maxName {
+		return "", fmt.Errorf("name is longer than %d bytes", maxName)
 	}
 	if strings.ContainsRune(name, 0) {
 		return "", errors.New("name contains a NUL byte")
@@ -262,44 +305,28 @@ func cleanName(name string) (string, error) {
 	return path.Clean(name), nil
 }
 
-// linkInside reports an error if a symlink at name (relative to the root)
-// with the given target would resolve outside the root.
-func linkInside(name, target string) error {
-	if target == "" {
-		return errors.New("symlink has an empty target")
-	}
-	if path.IsAbs(target) {
-		return fmt.Errorf("symlink points to the absolute path %q, outside the target directory", target)
-	}
-	resolved := path.Join(path.Dir(name), target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return fmt.Errorf("symlink points to %q, outside the target directory", target)
-	}
-	return nil
-}
+// ReservedPrefix starts every name that the driver keeps for itself in an
+// unpacked tree (the cache's completion marker, temporary files). No entry
+// of an archive may have a path component that starts with it.
+const ReservedPrefix = ".beam-driver"
 
-// checkLinks resolves every symlink once the whole archive is written, which
-// catches chains of links that are each harmless alone but escape together,
-// dangling ones included: os.Root refuses any resolution that climbs above
-// the root, whether or not the final target exists.
-func checkLinks(dst string, links []string) error {
-	root, err := os.OpenRoot(dst)
-	if err != nil {
-		return fmt.Errorf("unpack: %w", err)
-	}
-	defer root.Close()
-	for _, name := range links {
-		_, err := root.Stat(name)
-		if err == nil || (errors.Is(err, fs.ErrNotExist) && !escapes(err)) {
-			continue
+// reserved refuses a clean name with a component the driver reserves.
+func reserved(name string) error {
+	for _, part := range strings.Split(name, "/") {
+		if strings.HasPrefix(part, ReservedPrefix) {
+			return fmt.Errorf("name %q is reserved for the driver's own files", part)
 		}
-		return &Error{Entry: name, Reason: "symlink chain resolves outside the target directory"}
 	}
 	return nil
 }
 
-// escapes reports whether an os.Root error is about leaving the root.
-func escapes(err error) bool { return strings.Contains(err.Error(), "escapes") }
+// empty removes everything in root, following no link.
+func empty(root *os.Root) {
+	names, _ := fs.ReadDir(root.FS(), ".")
+	for _, n := range names {
+		_ = root.RemoveAll(n.Name())
+	}
+}
 
 func archiveError(err error) error {
 	switch {

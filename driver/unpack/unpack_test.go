@@ -179,27 +179,47 @@ func FuzzReader(f *testing.F) {
 	f.Add(archive(f, true, file("bin/app", "x"), symlink("l", "bin/app")))
 	f.Add(archive(f, false, file("a/b/c", "hello")))
 	f.Add(archive(f, true, symlink("d", "."), file("d/x", "x")))
+	// Every escape class, plain so that the fuzzer can mutate the headers.
+	for _, a := range attacks {
+		f.Add(archive(f, false, a.entries...))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent := t.TempDir()
+		victim := filepath.Join(parent, "victim")
+		if err := os.WriteFile(victim, []byte(victimContent), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		dst := filepath.Join(parent, "dst")
 		if err := os.Mkdir(dst, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan struct{})
+		done := make(chan error, 1)
 		go func() {
-			defer close(done)
-			_ = Reader(bytes.NewReader(data), dst, Limits{MaxBytes: 1 << 20, MaxEntries: 1000})
+			done <- Reader(bytes.NewReader(data), dst, Limits{MaxBytes: 1 << 20, MaxEntries: 1000})
 		}()
+		var err error
 		select {
-		case <-done:
+		case err = <-done:
 		case <-time.After(5 * time.Second):
 			buf := make([]byte, 1<<16)
 			t.Fatalf("Reader hangs:\n%s", buf[:runtime.Stack(buf, true)])
 		}
-		// Whatever the archive, nothing may appear next to dst, and no
-		// link inside dst may lead out of it.
-		if names, _ := os.ReadDir(parent); len(names) != 1 {
+		// Whatever the archive, nothing may appear next to dst, the file
+		// beside it is untouched and never quoted, and no link inside dst
+		// may lead out of it.
+		if names, _ := os.ReadDir(parent); len(names) != 2 {
 			t.Fatalf("entries escaped dst: %v", names)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != victimContent {
+			t.Fatalf("the file beside dst changed: %q", b)
+		}
+		if err != nil && strings.Contains(err.Error(), strings.TrimSpace(victimContent)) {
+			t.Fatalf("error quotes a host file: %v", err)
+		}
+		if err == nil {
+			if cerr := CheckTree(dst); cerr != nil {
+				t.Fatalf("unpacked a tree that fails the check: %v", cerr)
+			}
 		}
 		_ = filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.Type()&os.ModeSymlink == 0 {

@@ -86,7 +86,10 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	if source != "" {
 		vars = append(vars, "release_source="+source)
 		if sum == "" {
-			s, err := fetch.New(fetch.Config{S3Endpoint: s3Endpoint, S3PathStyle: pathStyle, RetryWindow: 10 * time.Second}).Checksum(ctx, source)
+			// beamctl reads local files as the operator who runs it, so
+			// any directory will do, unlike the plugin, which runs as root.
+			s, err := fetch.New(fetch.Config{S3Endpoint: s3Endpoint, S3PathStyle: pathStyle, RetryWindow: 10 * time.Second,
+				FileRoots: []string{"/"}}).Checksum(ctx, source)
 			if err != nil {
 				fmt.Fprintf(stderr, "beamctl deploy: no -sha256 and %s.sha256 cannot be read: %v; publish with beamctl publish or give -sha256\n", fetch.Redact(source), err)
 				return exitFailed

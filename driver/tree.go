@@ -1,0 +1,182 @@
+package driver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/unpack"
+)
+
+// releaseTree returns a directory that the plugin owns and the task cannot
+// reach, holding the release of rc unpacked, checked and with its scripts'
+// cookie arguments removed: the node's cached tree for a release with a
+// sha256, built once per node and namespace, or a private tree of the
+// task's for one without. The driver reads the release only from there,
+// and gives each task its own copy.
+func (d *Driver) releaseTree(ctx context.Context, cfg *drivers.TaskConfig, rc ReleaseConfig, logger hclog.Logger) (tree, sum string, err error) {
+	tb, err := d.obtain(ctx, cfg, rc, logger)
+	if err != nil {
+		return "", "", err
+	}
+	defer tb.done()
+	src := fetch.Redact(rc.Source)
+	if tb.sha256 == "" {
+		d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
+		sum := sha256.Sum256([]byte(rc.Source))
+		dir := filepath.Join(d.privateDir(cfg), "tree-"+hex.EncodeToString(sum[:8]))
+		_ = os.RemoveAll(dir)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", "", d.fail(cfg, "cannot create %s: %v", dir, err)
+		}
+		if err := buildTree(tb.path, dir); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", "", d.fail(cfg, "Release %s refused: %v", src, err)
+		}
+		return dir, "", nil
+	}
+	store, err := d.store(cfg)
+	if err != nil {
+		return "", "", d.fail(cfg, "%v", err)
+	}
+	if tree, ok := store.HasTree(tb.sha256); ok {
+		d.event(cfg, "Unpacking release (%s, %s; unpacked on this node before)", humanBytes(tb.size), tb.note)
+		return tree, tb.sha256, nil
+	}
+	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
+	tree, err = store.Tree(tb.sha256, func(dir string) error { return buildTree(tb.path, dir) })
+	if err != nil {
+		return "", "", d.fail(cfg, "Release %s refused: %v", src, err)
+	}
+	return tree, tb.sha256, nil
+}
+
+// buildTree unpacks the tarball into dir and removes the cookie arguments
+// from the start scripts of every release in it, or says why it cannot.
+func buildTree(tarball, dir string) error {
+	if err := unpack.File(tarball, dir, unpack.Limits{}); err != nil {
+		return err
+	}
+	rels, err := release.Scan(dir)
+	if err != nil {
+		return nil // release.Find says what is wrong, for the task's event
+	}
+	for _, r := range rels {
+		if err := launch.Scrub(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// store returns the node's release cache, the part of it for the task's
+// namespace: a release is shared only within one.
+func (d *Driver) store(cfg *drivers.TaskConfig) (*cache.Cache, error) {
+	pcfg, _ := d.cfg()
+	c, err := cache.New(filepath.Join(pcfg.DataDir, "cache"), int64(pcfg.CacheMaxMB)<<20)
+	if err == nil {
+		ns := cfg.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		c, err = c.Namespace(ns)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("release cache in data_dir %s: %w", pcfg.DataDir, err)
+	}
+	return c, nil
+}
+
+// copyRelease gives the task its own copy of the release in local/release,
+// made anew from the plugin's trees: the base release in tree, then every
+// hot-upgrade package that rec lists, with the permanent version set to
+// boot. Files go to owner. It returns the release the node starts, with its
+// root in the task's copy, and records in rec where each version's
+// plugin-owned tree is.
+func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *taskdir.Dir, tree string,
+	rel *release.Release, rec *record, owner taskdir.Owner, hot bool, logger hclog.Logger) (*release.Release, error) {
+	dst, err := td.Fresh("local/release", 0o755)
+	if err != nil {
+		return nil, d.fail(cfg, "cannot prepare local/release: %v", err)
+	}
+	defer dst.Close()
+	if _, err := taskdir.Copy(tree, dst, owner, false, nil); err != nil {
+		return nil, d.fail(cfg, "cannot copy the release into local/release: %v", err)
+	}
+	sub, err := filepath.Rel(tree, rel.Root)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+	root, err := dst.OpenRoot(sub)
+	if err != nil {
+		return nil, d.fail(cfg, "cannot open the release in local/release: %v", err)
+	}
+	defer root.Close()
+	running := *rel
+	running.Root = filepath.Join(cfg.TaskDir().LocalDir, "release", sub)
+
+	versions := []string{rec.Base}
+	for _, hp := range rec.Hot {
+		t, _, err := d.releaseTree(ctx, cfg, ReleaseConfig{Source: hp.Source, SHA256: hp.SHA256, hot: true}, logger)
+		if err != nil {
+			return nil, err
+		}
+		hr, err := release.Find(t, rel.Name)
+		if err == nil && hr.Version != hp.Version {
+			err = fmt.Errorf("it holds version %s", hr.Version)
+		}
+		if err != nil {
+			return nil, d.fail(cfg, "Cannot restore hot-upgrade package %s %s: %v", rel.Name, hp.Version, err)
+		}
+		if _, err := taskdir.Copy(hr.Root, root, owner, true, nil); err != nil {
+			return nil, d.fail(cfg, "Cannot restore hot-upgrade package %s %s: %v", rel.Name, hp.Version, err)
+		}
+		rec.Trees[hp.Version] = hr.Root
+		versions = append(versions, hp.Version)
+	}
+	if !hot || rel.Kind == release.Shipment {
+		return &running, nil
+	}
+	// release_handler needs releases/RELEASES. relx ships one, mix does
+	// not; after hot upgrades it lists them all, as release_handler had.
+	if len(rec.Hot) == 0 {
+		if _, err := os.Stat(filepath.Join(rel.Root, "releases", "RELEASES")); err == nil {
+			return &running, nil
+		}
+	}
+	permanent := rec.Permanent
+	if permanent == "" || rec.Trees[permanent] == "" {
+		permanent = rec.Base
+	}
+	var pkgs []*relup.Package
+	for _, v := range versions {
+		p, err := relup.InspectVersion(rec.Trees[v], rel.Name, v)
+		if err != nil {
+			return nil, d.fail(cfg, "Hot upgrades need releases/RELEASES, which cannot be written: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if err := taskdir.WriteFile(root, "releases/RELEASES", relup.RELEASES(pkgs, running.Root, permanent), 0o644, owner); err != nil {
+		return nil, d.fail(cfg, "Hot upgrades need releases/RELEASES, which cannot be written: %v", err)
+	}
+	if permanent != rel.Version {
+		data := []byte(rel.ERTS + " " + permanent + "\n")
+		if err := taskdir.WriteFile(root, "releases/start_erl.data", data, 0o644, owner); err != nil {
+			return nil, d.fail(cfg, "cannot set the permanent version %s: %v", permanent, err)
+		}
+		running.Version = permanent
+	}
+	return &running, nil
+}
