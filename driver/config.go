@@ -75,6 +75,10 @@ var (
 			hclspec.NewLiteral("4096"),
 		),
 		"file_roots": hclspec.NewAttr("file_roots", "list(string)", false),
+		"max_unpacked_mb": hclspec.NewDefault(
+			hclspec.NewAttr("max_unpacked_mb", "number", false),
+			hclspec.NewLiteral("4096"),
+		),
 	})
 
 	// taskConfigSpec is the task's config { ... } block in a jobspec.
@@ -159,6 +163,10 @@ type Config struct {
 	// MaxDownloadMB caps the size of a release tarball; 4096 by default,
 	// the unpacker's own limit.
 	MaxDownloadMB int `codec:"max_download_mb"`
+	// MaxUnpackedMB caps what a release tarball may unpack to, against
+	// archives that compress well (a few MB of zeros make gigabytes);
+	// 4096 by default.
+	MaxUnpackedMB int `codec:"max_unpacked_mb"`
 	// FileRoots lists the directories that file:// and absolute-path
 	// sources may read from. Empty turns file sources off: they would read
 	// any file the plugin (root) can.
@@ -191,6 +199,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxDownloadMB == 0 {
 		c.MaxDownloadMB = 4096
+	}
+	if c.MaxUnpackedMB < 0 {
+		return fmt.Errorf("max_unpacked_mb = %d must not be negative; 0 means the default, 4096", c.MaxUnpackedMB)
+	}
+	if c.MaxUnpackedMB == 0 {
+		c.MaxUnpackedMB = 4096
 	}
 	for i, r := range c.FileRoots {
 		if !filepath.IsAbs(r) {

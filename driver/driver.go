@@ -60,7 +60,7 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 		ctx:     ctx,
 		logger:  logger,
 		config: &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true, EPMDPort: 4369, EPMDAddr: "0.0.0.0",
-			CacheMaxMB: 10240, FetchRetryWindow: "2m", MaxDownloadMB: 4096},
+			CacheMaxMB: 10240, FetchRetryWindow: "2m", MaxDownloadMB: 4096, MaxUnpackedMB: 4096},
 		host: &hostErlang{},
 	}
 }

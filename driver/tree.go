@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/plugins/drivers"
@@ -41,7 +43,7 @@ func (d *Driver) releaseTree(ctx context.Context, cfg *drivers.TaskConfig, rc Re
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", "", d.fail(cfg, "cannot create %s: %v", dir, err)
 		}
-		if err := buildTree(tb.path, dir); err != nil {
+		if err := d.buildTree(tb.path, dir); err != nil {
 			_ = os.RemoveAll(dir)
 			return "", "", d.fail(cfg, "Release %s refused: %v", src, err)
 		}
@@ -56,7 +58,7 @@ func (d *Driver) releaseTree(ctx context.Context, cfg *drivers.TaskConfig, rc Re
 		return tree, tb.sha256, nil
 	}
 	d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
-	tree, err = store.Tree(tb.sha256, func(dir string) error { return buildTree(tb.path, dir) })
+	tree, err = store.Tree(tb.sha256, func(dir string) error { return d.buildTree(tb.path, dir) })
 	if err != nil {
 		return "", "", d.fail(cfg, "Release %s refused: %v", src, err)
 	}
@@ -65,9 +67,11 @@ func (d *Driver) releaseTree(ctx context.Context, cfg *drivers.TaskConfig, rc Re
 
 // buildTree unpacks the tarball into dir and removes the cookie arguments
 // from the start scripts of every release in it, or says why it cannot.
-func buildTree(tarball, dir string) error {
-	if err := unpack.File(tarball, dir, unpack.Limits{}); err != nil {
-		return err
+func (d *Driver) buildTree(tarball, dir string) error {
+	cfg, _ := d.cfg()
+	lim := unpack.Limits{MaxBytes: int64(cfg.MaxUnpackedMB) << 20}
+	if err := unpack.File(tarball, dir, lim); err != nil {
+		return unpackError(err)
 	}
 	rels, err := release.Scan(dir)
 	if err != nil {
@@ -179,4 +183,13 @@ func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *t
 		running.Version = permanent
 	}
 	return &running, nil
+}
+
+// unpackError says which setting an archive over the size limit ran into.
+func unpackError(err error) error {
+	var ue *unpack.Error
+	if errors.As(err, &ue) && strings.Contains(ue.Reason, "tar bomb") {
+		return fmt.Errorf("%w (the plugin's max_unpacked_mb)", err)
+	}
+	return err
 }

@@ -18,7 +18,8 @@ type client struct {
 	consulAddr    string
 }
 
-// addClient starts Consul and Nomad client agents number i, on ports p,
+// addClient starts Consul and Nomad client agents number i, on ports p
+// (the last for its driver's port mapper),
 // joined to the Consul server's LAN pool and the Nomad server's RPC port.
 func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, readToken string) error {
 	cl := &client{name: fmt.Sprintf("client-%d", i), consulAddr: fmt.Sprintf("127.0.0.1:%d", p[0])}
@@ -57,7 +58,8 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, 
 	cgroup := fmt.Sprintf("cgroup_parent = \"nomad-client-%d.slice\"", i)
 	cfg := fmt.Sprintf(nomadHCL, cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, "plugins"),
 		p[4], p[5], p[6], "", from, to, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
-		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), c.EPMDPort, p[0], readToken, c.stores.S3Addr)
+		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), p[7], p[0], readToken, c.stores.S3Addr,
+		filepath.Join(c.Root, "build", "releases"))
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return err
 	}

@@ -65,7 +65,12 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 // agent with the Nomad server and uses the Consul server, each other one
 // has its own Consul client agent, data directories, ports, node name and
 // plugin data directory. The clients split the dynamic port range lo–hi.
-// All the drivers share one port mapper port, as on a host where epmd runs.
+// Each driver runs its own port mapper, on a port of its own, and answers
+// only for the nodes it started. A node registers with the port mapper on
+// 127.0.0.1 (OTP's erl_epmd always dials it there), so two clients on one
+// host cannot share a port; nodes on different clients of this test
+// cluster therefore cannot look each other up, which takes a network
+// namespace per client.
 func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, err error) {
 	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -77,7 +82,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 			started.Stop()
 		}
 	}()
-	ports, err := freePorts(8 + 7*(n-1))
+	ports, err := freePorts(8 + 8*(n-1))
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +144,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 	}
 	cfg := fmt.Sprintf(nomadHCL, "client-1", filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
 		serverHCL, from, to, "", ports[0], c.agentToken, c.consulIdentity,
-		filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr)
+		filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr, filepath.Join(root, "build", "releases"))
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -152,7 +157,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 		}
 	}
 	for i := 1; i < n; i++ {
-		p := ports[8+7*(i-1):]
+		p := ports[8+8*(i-1):]
 		from, to := dynamic(i)
 		if err := c.addClient(i+1, p, ports[1], ports[5], from, to, readToken); err != nil {
 			return nil, err
@@ -243,6 +248,9 @@ plugin "nomad-driver-beam" {
     s3_path_style      = true
     s3_region          = "us-east-1"
     fetch_retry_window = "20s"
+    file_roots         = [%q]
+    # Small enough that the hostile-release suite's gzip bomb is cheap.
+    max_unpacked_mb    = 512
   }
 }
 

@@ -87,8 +87,10 @@ consul {
 
 plugin "nomad-driver-beam" {
   config {
-    data_dir  = "$demo/beam"
-    epmd_addr = "127.0.0.1"
+    data_dir   = "$demo/beam"
+    epmd_addr  = "127.0.0.1"
+    # file:// sources may read only here: the plugin runs as root.
+    file_roots = ["$root/build/releases"]
   }
 }
 HCL

@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/peers"
 )
 
 // job is a Nomad job that a test submitted.
@@ -38,6 +41,23 @@ func submitJob(t testing.TB, spec, id string, vars map[string]string) *job {
 	return submitJobWith(t, spec, id, vars, nil)
 }
 
+// attachClusterPolicy gives the job's workload identities the policy that
+// clustering needs, the one the driver's event names: read-job in the
+// job's namespace, to check that a Consul instance is one of the job's
+// allocations.
+func attachClusterPolicy(t testing.TB, id string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "beam-cluster.hcl")
+	if err := os.WriteFile(file, []byte(peers.Policy("default")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := peers.PolicyName(id)
+	if _, err := cluster.Nomad("acl", "policy", "apply", "-namespace", "default", "-job", id, name, file); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = cluster.Nomad("acl", "policy", "delete", name) })
+}
+
 // submitJobWith is submitJob with more secrets in the job's Variable.
 func submitJobWith(t testing.TB, spec, id string, vars, secrets map[string]string) *job {
 	t.Helper()
@@ -47,6 +67,9 @@ func submitJobWith(t testing.TB, spec, id string, vars, secrets map[string]strin
 	}
 	args = append(args, "-var", "job="+id, filepath.Join(cluster.Root, "e2e", "testdata", spec))
 	cookie := putSecrets(t, id, secrets)
+	if vars["cluster_service"] != "" {
+		attachClusterPolicy(t, id)
+	}
 	if _, err := cluster.Nomad(args...); err != nil {
 		t.Fatal(err)
 	}

@@ -148,9 +148,10 @@ job "app" {
         perms       = "0400"
       }
 
-      # The driver reads hot-upgrade targets with this token.
+      # The driver reads hot-upgrade targets, and checks cluster peers
+      # against the job's allocations, with this token.
       dynamic "identity" {
-        for_each = var.hot ? ["file"] : []
+        for_each = var.hot || var.cluster_service != "" ? ["file"] : []
         content {
           file = true
         }
