@@ -31,7 +31,13 @@ func (d *Driver) controlClient(st *taskState) (*control.Client, error) {
 		return nil, fmt.Errorf("distribution is off for this task (no dist_port)")
 	}
 	cfg, _ := d.cfg()
-	erlCall := filepath.Join(st.ReleaseRoot, "erts-"+st.ERTS, "bin", "erl_call")
+	// From the plugin's own tree of the release: the task's user can
+	// change the task's copy, and this runs as the plugin's user.
+	tree, err := st.tree(st.ReleaseVersion)
+	if err != nil {
+		return nil, err
+	}
+	erlCall := filepath.Join(tree, "erts-"+st.ERTS, "bin", "erl_call")
 	if _, err := os.Stat(erlCall); err != nil {
 		p, lerr := lookPathNear(d.host.probe(d.ctx).Path, "erl_call")
 		if lerr != nil {
@@ -49,9 +55,9 @@ func (d *Driver) controlClient(st *taskState) (*control.Client, error) {
 	if st.SSLDistOptFile != "" {
 		c.SSLDistOptFile = st.SSLDistOptFile
 		c.ERL = filepath.Join(filepath.Dir(erlCall), "erl")
-		lib := filepath.Join(st.ReleaseRoot, "lib")
+		lib := filepath.Join(tree, "lib")
 		c.VMArgs = []string{
-			"-boot", filepath.Join(st.ReleaseRoot, "releases", st.ReleaseVersion, "start_clean"),
+			"-boot", filepath.Join(tree, "releases", st.ReleaseVersion, "start_clean"),
 			"-boot_var", "RELEASE_LIB", lib, "-boot_var", "SYSTEM_LIB_DIR", lib,
 			"-pa",
 		}

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -28,12 +29,28 @@ type taskState struct {
 	Node           string
 	DistPort       int
 	ERTS           string // erts version the release bundles
-	Home           string // private HOME with the cookie
-	SSLDistOptFile string // set under TLS distribution
+	// Home is the plugin-owned HOME, with the cookie, of the driver's
+	// control calls, and SSLDistOptFile their ssl_dist_optfile under TLS
+	// distribution.
+	Home           string
+	SSLDistOptFile string
 	// Trees maps each release version on the node to its root in a tree
 	// the plugin owns: the driver reads the release there, never in the
 	// task's copy, which the task's user can change.
 	Trees map[string]string
+}
+
+// tree returns the root of the plugin's own tree of version vsn of the
+// release. A task that an older plugin started has none recorded; its
+// own copy is all there is.
+func (st *taskState) tree(vsn string) (string, error) {
+	if st.Trees == nil {
+		return st.ReleaseRoot, nil
+	}
+	if root, ok := st.Trees[vsn]; ok {
+		return root, nil
+	}
+	return "", fmt.Errorf("version %s is not one the driver put on the node", vsn)
 }
 
 // taskHandle is one running BEAM node and the executor that supervises it.

@@ -128,6 +128,10 @@ func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *t
 		return nil, d.fail(cfg, "cannot open the release in local/release: %v", err)
 	}
 	defer root.Close()
+	// release_handler, in the node, adds files to the release root.
+	if err := taskdir.ChownDir(root, ".", 0o755, owner); err != nil {
+		return nil, d.fail(cfg, "cannot give the release to the task's user: %v", err)
+	}
 	running := *rel
 	running.Root = filepath.Join(cfg.TaskDir().LocalDir, "release", sub)
 

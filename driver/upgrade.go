@@ -170,6 +170,7 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		}
 		// From here release_handler knows the version, and a restart of
 		// the task rebuilds it.
+		h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(p hotPackage) bool { return p.Version == t.Version })
 		h.rec.Hot = append(h.rec.Hot, hotPackage{Version: t.Version, Source: t.Source, SHA256: pkg.sum})
 		h.rec.Trees = mapWith(h.rec.Trees, t.Version, pkg.Root)
 		h.addTree(t.Version, pkg.Root)
@@ -379,9 +380,9 @@ func openReleaseRoot(cfg *drivers.TaskConfig, root string) (*os.Root, error) {
 // inspect reads version vsn of the task's release from the plugin's own
 // tree of it.
 func inspect(st *taskState, vsn string) (*relup.Package, error) {
-	root, ok := st.Trees[vsn]
-	if !ok {
-		return nil, fmt.Errorf("version %s is not one the driver put on the node", vsn)
+	root, err := st.tree(vsn)
+	if err != nil {
+		return nil, err
 	}
 	return relup.InspectVersion(root, st.ReleaseName, vsn)
 }

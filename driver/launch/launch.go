@@ -91,7 +91,7 @@ func Build(s Spec) (*Command, error) {
 	s.owner = owner
 	var tlsFlags []string
 	if s.TLS != nil && s.Node != "" {
-		if s.Release.BundlesERTS && !hasSSL(s.Release.Root) {
+		if s.Release.BundlesERTS && !hasSSL(s.Tree) {
 			return nil, fmt.Errorf("release %s has no ssl application, which TLS distribution needs; "+
 				"add ssl to the release (mix: extra_applications: [:ssl]; relx: the release's app list)", s.Release.Name)
 		}
@@ -269,11 +269,16 @@ func writeCookieHome(out *os.Root, cookie string, owner taskdir.Owner) error {
 	if err := checkCookie(cookie); err != nil {
 		return err
 	}
-	if err := taskdir.Mkdir(out, "home", 0o700, owner); err != nil {
+	// home is the plugin's until the cookie is in it, so nothing of the
+	// task's can be in its way.
+	if err := taskdir.Mkdir(out, "home", 0o700, taskdir.Root); err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
 	if err := taskdir.WriteFile(out, "home/.erlang.cookie", []byte(cookie), 0o400, owner); err != nil {
 		return fmt.Errorf("launch: write cookie: %w", err)
+	}
+	if err := taskdir.ChownDir(out, "home", 0o700, owner); err != nil {
+		return fmt.Errorf("launch: %w", err)
 	}
 	return nil
 }

@@ -27,16 +27,20 @@ func writeSSLDistOpt(out *os.Root, dir string, t *TLS, owner taskdir.Owner) (str
 			return "", fmt.Errorf("TLS distribution: %s cannot be read (%v); render it into the task's secrets/ with a template", filepath.Base(f), err)
 		}
 	}
-	opts := fmt.Sprintf(`[{server, [{certfile, %s}, {keyfile, %s}, {cacertfile, %s},
+	if err := taskdir.WriteFile(out, "ssl_dist.conf", SSLDistOpts(t), 0o600, owner); err != nil {
+		return "", fmt.Errorf("launch: %w", err)
+	}
+	return filepath.Join(dir, "ssl_dist.conf"), nil
+}
+
+// SSLDistOpts returns the contents of an ssl_dist_optfile for t.
+func SSLDistOpts(t *TLS) []byte {
+	return []byte(fmt.Sprintf(`[{server, [{certfile, %s}, {keyfile, %s}, {cacertfile, %s},
            {verify, verify_peer}, {fail_if_no_peer_cert, true},
            {secure_renegotiate, true}]},
  {client, [{certfile, %s}, {keyfile, %s}, {cacertfile, %s},
            {verify, verify_peer}, {secure_renegotiate, true}]}].
-`, q(t.Cert), q(t.Key), q(t.CA), q(t.Cert), q(t.Key), q(t.CA))
-	if err := taskdir.WriteFile(out, "ssl_dist.conf", []byte(opts), 0o600, owner); err != nil {
-		return "", fmt.Errorf("launch: %w", err)
-	}
-	return filepath.Join(dir, "ssl_dist.conf"), nil
+`, q(t.Cert), q(t.Key), q(t.CA), q(t.Cert), q(t.Key), q(t.CA)))
 }
 
 // q quotes a path as an Erlang string.
