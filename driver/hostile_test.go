@@ -1,0 +1,160 @@
+package driver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/helper/uuid"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
+)
+
+// events collects the driver's task event messages.
+func events(t *testing.T, d *Driver) func() string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch, err := d.TaskEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var all []string
+	go func() {
+		for ev := range ch {
+			mu.Lock()
+			all = append(all, ev.Message)
+			for k, v := range ev.Annotations {
+				all = append(all, k+"="+v)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Join(all, "\n")
+	}
+}
+
+// TestRestartIgnoresPlantedLinks is a task that, before it exits, replaces
+// what the driver wrote for it with links to a host file: vm.args and tmp
+// in secrets/beam, and its whole release tree. The restart must write
+// nothing through them, read nothing through them, and boot a release
+// rebuilt from the plugin's own copy.
+func TestRestartIgnoresPlantedLinks(t *testing.T) {
+	d, h := newHarness(t)
+	log := events(t, d)
+	victimDir := t.TempDir()
+	victim := filepath.Join(victimDir, "shadow")
+	const secret = "root:$6$victim-hash-c0ffee"
+	if err := os.WriteFile(victim, []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg, _ := startFake(t, h)
+	readStdout(t, cfg, "fake node up")
+	if err := h.StopTask(cfg.ID, 5*time.Second, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.DestroyTask(cfg.ID, true); err != nil {
+		t.Fatal(err)
+	}
+
+	beam := filepath.Join(cfg.TaskDir().SecretsDir, "beam")
+	rel := filepath.Join(cfg.TaskDir().LocalDir, "release")
+	plant := func(target, link string) {
+		t.Helper()
+		if err := os.RemoveAll(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(link), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plant(victim, filepath.Join(beam, "vm.args"))
+	plant(victimDir, filepath.Join(beam, "tmp"))
+	if err := os.Rename(rel, rel+".old"); err != nil {
+		t.Fatal(err)
+	}
+	plant(victim, filepath.Join(rel, "fake", "releases", "start_erl.data"))
+	plant(victim, filepath.Join(rel, "fake", "bin", "fake-0.1.0"))
+	plant(victimDir, filepath.Join(rel, "fake", "releases", "0.1.0"))
+
+	// Nomad restarts the task in the same allocation, with a new ID.
+	again := *cfg
+	again.ID = uuid.Generate()
+	if _, _, err := h.StartTask(&again); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.DestroyTask(again.ID, true) })
+	if err := h.WaitUntilStarted(again.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	if b, err := os.ReadFile(victim); err != nil || string(b) != secret {
+		t.Fatalf("the host file changed: %q, %v", b, err)
+	}
+	if entries, _ := os.ReadDir(victimDir); len(entries) != 1 {
+		t.Errorf("files appeared beside the host file: %v", entries)
+	}
+	for _, p := range []string{filepath.Join(beam, "vm.args"), filepath.Join(rel, "fake", "releases", "start_erl.data"),
+		filepath.Join(rel, "fake", "bin", "fake-0.1.0")} {
+		fi, err := os.Lstat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s is not a fresh regular file: %v, %v", p, fi, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(rel, "fake", "releases", "start_erl.data")); string(b) != "13.1.5 0.1.0\n" {
+		t.Errorf("start_erl.data = %q, want the release's own", b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(log(), "Restarting") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	all := log()
+	if !strings.Contains(all, "Restarting: the release is rebuilt from this node's verified copy") {
+		t.Errorf("no restart event in:\n%s", all)
+	}
+	if strings.Contains(all, "victim-hash") {
+		t.Errorf("an event quotes the host file:\n%s", all)
+	}
+}
+
+// TestCookieFileLinkOut is a cookie_file that the task made a link to a
+// host file: the driver must not read it, and must not quote it.
+func TestCookieFileLinkOut(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "token")
+	const secret = "host-secret-9f8e7d"
+	if err := os.WriteFile(victim, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	task := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(task, "secrets"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(task, "secrets", "erlang.cookie")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &drivers.TaskConfig{JobName: "shop", AllocDir: filepath.Dir(task), Name: filepath.Base(task)}
+	td, err := taskdir.Open(task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer td.Close()
+	c, err := readCookie(td, cfg, &TaskConfig{CookieFile: "secrets/erlang.cookie"})
+	if err == nil || c != "" {
+		t.Fatalf("read the cookie through a link out of the task directory: %q", c)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("error quotes the host file: %v", err)
+	}
+}
