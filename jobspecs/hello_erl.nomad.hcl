@@ -138,6 +138,8 @@ job "hello-erl" {
         hot_upgrade {}
 
         # Keep every node connected to all healthy instances of the job.
+        # With ACLs on, the job needs read-job to check peers against its
+        # allocations: see "Clustering through Consul" in the README.
         cluster_service = "hello-erl-dist"
       }
 

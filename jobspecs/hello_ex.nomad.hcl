@@ -123,6 +123,8 @@ job "hello-ex" {
         hot_upgrade {}
 
         # Keep every node connected to all healthy instances of the job.
+        # With ACLs on, the job needs read-job to check peers against its
+        # allocations: see "Clustering through Consul" in the README.
         cluster_service = "hello-ex-dist"
       }
 

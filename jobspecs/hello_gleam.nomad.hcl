@@ -125,6 +125,8 @@ job "hello-gleam" {
         # no relup), so every new version is a deployment (update above).
 
         # Keep every node connected to all healthy instances of the job.
+        # With ACLs on, the job needs read-job to check peers against its
+        # allocations: see "Clustering through Consul" in the README.
         cluster_service = "hello-gleam-dist"
       }
 
