@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
@@ -23,6 +21,7 @@ import (
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/control"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/peers"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // controlClient returns the channel into the task's node.
@@ -246,29 +245,12 @@ const maxTaskFile = 64 << 10
 // without blocking, so a FIFO cannot hang it; and it reads at most
 // maxTaskFile bytes.
 func readTaskFile(cfg *drivers.TaskConfig, rel string) ([]byte, error) {
-	root, err := os.OpenRoot(cfg.TaskDir().Dir)
+	td, err := taskdir.Open(cfg.TaskDir().Dir)
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
-	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", rel)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxTaskFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxTaskFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", rel, maxTaskFile)
-	}
-	return b, nil
+	defer td.Close()
+	return td.ReadFile(rel, maxTaskFile)
 }
 
 // readTaskToken returns the task's workload identity token: from
@@ -288,7 +270,9 @@ func readTaskToken(cfg *drivers.TaskConfig) string {
 // secrets/api.sock. Each connection first checks, through an os.Root,
 // that the socket is one and not a link the task planted to point the
 // driver at another socket on the host.
-func taskAPIClient(cfg *drivers.TaskConfig) (*nomad.Client, error) {
+// Timeout bounds each request; zero means none, for blocking queries that
+// their context bounds.
+func taskAPIClient(cfg *drivers.TaskConfig, timeout time.Duration) (*nomad.Client, error) {
 	dir := cfg.TaskDir().Dir
 	rel := filepath.Join("secrets", "api.sock")
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -310,7 +294,7 @@ func taskAPIClient(cfg *drivers.TaskConfig) (*nomad.Client, error) {
 	return nomad.NewClient(&nomad.Config{
 		Address:    "unix://" + filepath.Join(dir, rel),
 		Namespace:  cfg.Namespace,
-		HttpClient: &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: time.Minute},
+		HttpClient: &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: timeout},
 	})
 }
 
@@ -322,7 +306,7 @@ type taskAPILister struct {
 }
 
 func newTaskAPILister(cfg *drivers.TaskConfig) (*taskAPILister, error) {
-	c, err := taskAPIClient(cfg)
+	c, err := taskAPIClient(cfg, time.Minute)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -96,11 +95,7 @@ func (d *Driver) watchTargets(ctx context.Context, h *taskHandle, hc HotUpgradeC
 			"add identity { file = true } to the task", path)
 		return
 	}
-	client, err := nomad.NewClient(&nomad.Config{
-		Address:   "unix://" + filepath.Join(cfg.TaskDir().SecretsDir, "api.sock"),
-		SecretID:  token,
-		Namespace: cfg.Namespace,
-	})
+	client, err := taskAPIClient(cfg, 0)
 	if err != nil {
 		d.event(cfg, "Hot upgrades are off: cannot reach the Task API: %v", err)
 		return
@@ -120,7 +115,8 @@ func (d *Driver) watchTargets(ctx context.Context, h *taskHandle, hc HotUpgradeC
 			case <-qctx.Done():
 			}
 		}()
-		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute, Namespace: cfg.Namespace}).WithContext(qctx)
+		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute, Namespace: cfg.Namespace,
+			AuthToken: readTaskToken(cfg)}).WithContext(qctx)
 		v, meta, err := client.Variables().Peek(path, q)
 		cancel()
 		if err != nil {

@@ -94,7 +94,8 @@ func (d *Dir) ReadFile(rel string, max int64) ([]byte, error) {
 // ReadFile reads name in r, failing on anything but a regular file or on
 // more than max bytes.
 func ReadFile(r *os.Root, name string, max int64) ([]byte, error) {
-	f, err := r.Open(name)
+	// O_NONBLOCK: a FIFO the task put there must not hang the plugin.
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,94 @@
+# Test job for the hostile-release suite (hostile_test.go): beam.nomad.hcl
+# cut down, with the task's user, the node name and the restart policy as
+# variables. The cookie template is the same: a Nomad Variable that only
+# this job's workload identity reads.
+variable "job" { type = string }
+variable "task" { type = string }
+variable "source" { type = string }
+variable "sha256" { type = string }
+variable "user" {
+  type    = string
+  default = ""
+}
+variable "node_name" {
+  type    = string
+  default = ""
+}
+variable "restarts" {
+  type    = number
+  default = 0
+}
+variable "cluster_service" {
+  type    = string
+  default = ""
+}
+
+job "hostile" {
+  id          = var.job
+  datacenters = ["*"]
+
+  group "app" {
+    network {
+      port "http" {}
+      port "dist" {}
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    restart {
+      attempts = var.restarts
+      delay    = "1s"
+      mode     = "fail"
+    }
+
+    # The distribution port, so that cluster_service can name the job's
+    # own instances. No check: an instance without checks is passing.
+    service {
+      name     = "${var.job}-dist"
+      port     = "dist"
+      provider = "consul"
+    }
+
+    task "node" {
+      driver = "beam"
+      user   = var.user
+
+      config {
+        release {
+          source = var.source
+          sha256 = var.sha256
+          name   = var.task
+        }
+        node_name       = var.node_name
+        dist_port       = "dist"
+        cookie_file     = "secrets/erlang.cookie"
+        cluster_service = var.cluster_service
+      }
+
+      template {
+        data        = "{{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ .cookie }}{{ end }}"
+        destination = "secrets/erlang.cookie"
+        perms       = "0400"
+      }
+
+      # The driver checks cluster peers against the job's allocations with
+      # this token.
+      dynamic "identity" {
+        for_each = var.cluster_service != "" ? ["file"] : []
+        content {
+          file = true
+        }
+      }
+
+      kill_timeout = "10s"
+
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+    }
+  }
+}
