@@ -164,17 +164,20 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		if err != nil {
 			return refuse(fmt.Errorf("cannot add the release to the node's root: %w", err))
 		}
-		if _, err := node.Unpacked(ctx, pkg.RelFileIn(st.ReleaseRoot)); err != nil {
-			unmerge()
-			return refuse(err)
-		}
-		// From here release_handler knows the version, and a restart of
-		// the task rebuilds it.
+		// Recorded before release_handler learns of it, so that a plugin
+		// restart in between still knows the version's files, and a
+		// restart of the task rebuilds them.
 		h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(p hotPackage) bool { return p.Version == t.Version })
 		h.rec.Hot = append(h.rec.Hot, hotPackage{Version: t.Version, Source: t.Source, SHA256: pkg.sum})
 		h.rec.Trees = mapWith(h.rec.Trees, t.Version, pkg.Root)
 		h.addTree(t.Version, pkg.Root)
 		d.saveHot(h)
+		if _, err := node.Unpacked(ctx, pkg.RelFileIn(st.ReleaseRoot)); err != nil {
+			unmerge()
+			h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(p hotPackage) bool { return p.Version == t.Version })
+			d.saveHot(h)
+			return refuse(err)
+		}
 		unpacked = true
 		apps = pkg.AppNames()
 	} else {
