@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/netip"
@@ -12,82 +11,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/hashicorp/nomad/plugins/drivers"
+	"golang.org/x/sys/unix"
 
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/control"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/peers"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
-
-// controlClient returns the channel into the task's node.
-func (d *Driver) controlClient(st *taskState) (*control.Client, error) {
-	if st.Node == "" {
-		return nil, fmt.Errorf("distribution is off for this task (no dist_port)")
-	}
-	cfg, _ := d.cfg()
-	// From the plugin's own tree of the release: the task's user can
-	// change the task's copy, and this runs as the plugin's user.
-	tree, err := st.tree(st.ReleaseVersion)
-	if err != nil {
-		return nil, err
-	}
-	erlCall := filepath.Join(tree, "erts-"+st.ERTS, "bin", "erl_call")
-	if _, err := os.Stat(erlCall); err != nil {
-		p, lerr := lookPathNear(d.host.probe(d.ctx).Path, "erl_call")
-		if lerr != nil {
-			return nil, fmt.Errorf("no erl_call in the release's erts nor on the host")
-		}
-		erlCall = p
-	}
-	c := &control.Client{
-		ERLCall: erlCall,
-		Node:    st.Node,
-		Env:     []string{"HOME=" + st.Home, "ERL_EPMD_PORT=" + strconv.Itoa(cfg.EPMDPort), "PATH=" + os.Getenv("PATH")},
-		Dir:     st.Home,
-		Timeout: 10 * time.Second,
-	}
-	if st.SSLDistOptFile != "" {
-		c.SSLDistOptFile = st.SSLDistOptFile
-		c.ERL = filepath.Join(filepath.Dir(erlCall), "erl")
-		lib := filepath.Join(tree, "lib")
-		c.VMArgs = []string{
-			"-boot", filepath.Join(tree, "releases", st.ReleaseVersion, "start_clean"),
-			"-boot_var", "RELEASE_LIB", lib, "-boot_var", "SYSTEM_LIB_DIR", lib,
-			"-pa",
-		}
-		ebins, _ := filepath.Glob(filepath.Join(lib, "*", "ebin"))
-		c.VMArgs = append(c.VMArgs, ebins...)
-	}
-	return c, nil
-}
-
-// lookPathNear finds a program next to the host's erl, where OTP installs
-// erl_call under lib/erl_interface-*/bin when not in bin/.
-func lookPathNear(erl, prog string) (string, error) {
-	if erl == "" {
-		return "", os.ErrNotExist
-	}
-	real, err := filepath.EvalSymlinks(erl)
-	if err != nil {
-		return "", err
-	}
-	root := filepath.Dir(filepath.Dir(real))
-	for _, pattern := range []string{
-		filepath.Join(filepath.Dir(real), prog),
-		filepath.Join(root, "erts-*", "bin", prog),
-		filepath.Join(root, "lib", "erl_interface-*", "bin", prog),
-	} {
-		if m, _ := filepath.Glob(pattern); len(m) > 0 {
-			return m[len(m)-1], nil
-		}
-	}
-	return "", os.ErrNotExist
-}
 
 // cluster keeps the node connected to the healthy instances of a Consul
 // service, normally the job's own distribution-port service, that Nomad
@@ -117,7 +52,7 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 		logger.Error("clustering off: no Consul client", "error", err)
 		return
 	}
-	ctl, err := d.controlClient(&h.state)
+	ctl, err := d.controlClient(h.taskConfig, &h.state)
 	if err != nil {
 		logger.Error("clustering off", "error", err)
 		return
@@ -276,20 +211,7 @@ func taskAPIClient(cfg *drivers.TaskConfig, timeout time.Duration) (*nomad.Clien
 	dir := cfg.TaskDir().Dir
 	rel := filepath.Join("secrets", "api.sock")
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		root, err := os.OpenRoot(dir)
-		if err != nil {
-			return nil, err
-		}
-		fi, err := root.Lstat(rel)
-		root.Close()
-		if err != nil {
-			return nil, err
-		}
-		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("%s is not a socket", rel)
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", filepath.Join(dir, rel))
+		return dialTaskSocket(ctx, dir, "secrets", "api.sock")
 	}
 	return nomad.NewClient(&nomad.Config{
 		Address:    "unix://" + filepath.Join(dir, rel),
@@ -365,4 +287,36 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// dialTaskSocket connects to the unix socket name in the directory sub of
+// the task directory dir. The socket is opened first, through an os.Root
+// on the task directory and without following a final link, and the
+// connection goes to that open file: the task cannot swap in a link to
+// another socket of the host between a check and the dial.
+func dialTaskSocket(ctx context.Context, dir, sub, name string) (net.Conn, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	parent, err := root.OpenFile(sub, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	fd, err := unix.Openat(int(parent.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", sub, name, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("%s/%s is not a socket", sub, name)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))
 }

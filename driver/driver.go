@@ -192,7 +192,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	defer func() {
 		if !started {
 			d.releaseCache(cfg.ID) // a failed start holds nothing
-			d.unregisterNode(node)
+			d.unregisterNode(node, nodeOwner(cfg))
 		}
 	}()
 	p, err := d.prepare(d.ctx, cfg, &tc, logger)
@@ -212,15 +212,22 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
 
+	if err := os.MkdirAll(d.privateDir(cfg), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("data_dir: %w", err)
+	}
 	execCfg := &executor.ExecutorConfig{
-		LogFile:  filepath.Join(cfg.TaskDir().Dir, "executor.out"),
+		// In data_dir: the executor (root) would append to whatever the
+		// task left in its own directory under that name.
+		LogFile:  filepath.Join(d.privateDir(cfg), "executor.out"),
 		LogLevel: "debug",
 		Compute:  client.Topology.Compute(),
 	}
 	// The port mapper answers for the node's name from now on, and accepts
 	// its registration: no other process can take the name first.
+	if err := d.registerNode(p.node, p.distPort, nodeOwner(cfg)); err != nil {
+		return nil, nil, d.fail(cfg, "%v", err)
+	}
 	node = p.node
-	d.registerNode(p.node, p.distPort)
 	exec, pluginClient, err := executor.CreateExecutor(logger.With("task_id", cfg.ID), client, execCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to create executor: %w", err)
@@ -357,7 +364,9 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		if _, err := d.portMapper(); err != nil {
 			logger.Error("node cannot be found by its peers", "error", err)
 		}
-		d.registerNode(st.Node, st.DistPort)
+		if err := d.registerNode(st.Node, st.DistPort, nodeOwner(handle.Config)); err != nil {
+			logger.Error("node cannot be found by its peers", "error", err)
+		}
 	}
 	var tc TaskConfig
 	if err := handle.Config.DecodeDriverConfig(&tc); err == nil {
@@ -442,7 +451,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	if h.stopHot != nil {
 		h.stopHot()
 	}
-	d.unregisterNode(h.state.Node)
+	d.unregisterNode(h.state.Node, nodeOwner(h.taskConfig))
 	d.releaseCache(taskID)
 	d.tasks.Delete(taskID)
 	return nil

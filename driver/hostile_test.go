@@ -2,10 +2,12 @@ package driver
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,5 +158,107 @@ func TestCookieFileLinkOut(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), secret) {
 		t.Fatalf("error quotes the host file: %v", err)
+	}
+}
+
+// TestTaskSocketLinkRefused is a Task API socket that the task replaced
+// with a link to another socket of the host: the driver must not connect.
+func TestTaskSocketLinkRefused(t *testing.T) {
+	task := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(task, "secrets"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(p string) net.Listener {
+		t.Helper()
+		l, err := net.Listen("unix", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		return l
+	}
+	serve(filepath.Join(task, "secrets", "api.sock"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dialTaskSocket(ctx, task, "secrets", "api.sock")
+	if err != nil {
+		t.Fatalf("the task's own socket: %v", err)
+	}
+	c.Close()
+
+	host := filepath.Join(t.TempDir(), "host.sock")
+	serve(host)
+	_ = os.Remove(filepath.Join(task, "secrets", "api.sock"))
+	if err := os.Symlink(host, filepath.Join(task, "secrets", "api.sock")); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dialTaskSocket(ctx, task, "secrets", "api.sock"); err == nil {
+		c.Close()
+		t.Fatal("connected through a link to a socket of the host")
+	}
+}
+
+// TestLogFIFOLinkRefused is a task log FIFO that a task replaced with a
+// link to a host file: the driver must not write into it.
+func TestLogFIFOLinkRefused(t *testing.T) {
+	alloc := t.TempDir()
+	logs := filepath.Join(alloc, "alloc", "logs")
+	if err := os.MkdirAll(logs, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "crontab")
+	if err := os.WriteFile(victim, []byte("# host file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(logs, ".web.stdout.fifo")
+	if err := os.Symlink(victim, p); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &drivers.TaskConfig{AllocDir: alloc}
+	if f, err := openFIFO(cfg, p); err == nil {
+		f.Close()
+		t.Fatal("opened a link to a host file as the task's log")
+	}
+	// A regular file in its place is refused too, and so is a FIFO that
+	// no one reads, at once.
+	_ = os.Remove(p)
+	if err := os.WriteFile(p, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := openFIFO(cfg, p); err == nil {
+		f.Close()
+		t.Fatal("opened a regular file as the task's log")
+	}
+	_ = os.Remove(p)
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		f, err := openFIFO(cfg, p)
+		if err == nil {
+			f.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("opened a FIFO that no one reads")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("opening a FIFO that no one reads hangs")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "# host file\n" {
+		t.Fatalf("the host file changed: %q", b)
 	}
 }

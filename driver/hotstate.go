@@ -14,10 +14,15 @@ type hotRecord struct {
 	// Failed holds the raw targets that failed or were refused, so that
 	// the same target is not tried again in a loop. A new value (another
 	// version, or the same one published again) is tried.
-	Failed map[string]bool `json:"failed,omitempty"`
+	// Only the last maxFailed are kept, so that a stream of bad values
+	// cannot grow the record without bound.
+	Failed []string `json:"failed,omitempty"`
 	// Last is the last upgrade's result.
 	Last *hotResult `json:"last,omitempty"`
 }
+
+// maxFailed is how many failed targets a task's record keeps.
+const maxFailed = 64
 
 // hotResult is one upgrade's result.
 type hotResult struct {
@@ -49,10 +54,10 @@ func (d *Driver) recordHot(h *taskHandle, raw, from, version, outcome string, er
 	res := &hotResult{Version: version, From: from, Outcome: outcome, At: time.Now().UTC()}
 	if err != nil {
 		res.Error = err.Error()
-		if h.hot.Failed == nil {
-			h.hot.Failed = map[string]bool{}
+		h.hot.Failed = append(h.hot.Failed, raw)
+		if n := len(h.hot.Failed); n > maxFailed {
+			h.hot.Failed = h.hot.Failed[n-maxFailed:]
 		}
-		h.hot.Failed[raw] = true
 	}
 	if outcome != hotCurrent {
 		h.hot.Last = res

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
 )
 
@@ -55,21 +56,28 @@ func (d *Driver) portMapper() (int, error) {
 // registerNode records a node the driver runs with its port mapper, so that
 // peers find it even after a plugin restart. Only a recorded node may
 // register its name, so call it before the node starts.
-func (d *Driver) registerNode(node string, port int) {
+func (d *Driver) registerNode(node string, port int, owner string) error {
 	d.epmdMu.Lock()
 	defer d.epmdMu.Unlock()
 	if d.epmd != nil && node != "" && port > 0 {
-		d.epmd.Set(shortName(node), port)
+		if err := d.epmd.Set(shortName(node), port, owner); err != nil {
+			return fmt.Errorf("%v; set another node_name", err)
+		}
 	}
+	return nil
 }
 
-func (d *Driver) unregisterNode(node string) {
+func (d *Driver) unregisterNode(node, owner string) {
 	d.epmdMu.Lock()
 	defer d.epmdMu.Unlock()
 	if d.epmd != nil && node != "" {
-		d.epmd.Remove(shortName(node))
+		d.epmd.Remove(shortName(node), owner)
 	}
 }
+
+// nodeOwner names the task that runs a node, across its restarts and the
+// plugin's.
+func nodeOwner(cfg *drivers.TaskConfig) string { return cfg.AllocID + "/" + cfg.Name }
 
 func shortName(node string) string {
 	name, _, _ := strings.Cut(node, "@")

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/nomad/client/lib/fifo"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
@@ -29,16 +31,49 @@ func openTaskLogs(cfg *drivers.TaskConfig) (*taskLogs, error) {
 	if cfg.StdoutPath == "" || cfg.StderrPath == "" {
 		return &taskLogs{stdout: nopCloser{io.Discard}, stderr: nopCloser{io.Discard}}, nil
 	}
-	out, err := fifo.OpenWriter(cfg.StdoutPath)
+	out, err := openFIFO(cfg, cfg.StdoutPath)
 	if err != nil {
 		return nil, fmt.Errorf("open task stdout: %w", err)
 	}
-	errw, err := fifo.OpenWriter(cfg.StderrPath)
+	errw, err := openFIFO(cfg, cfg.StderrPath)
 	if err != nil {
 		out.Close()
 		return nil, fmt.Errorf("open task stderr: %w", err)
 	}
 	return &taskLogs{stdout: out, stderr: errw}, nil
+}
+
+// openFIFO opens one of the FIFOs that Nomad's log collector reads, for
+// writing. They live in the allocation's alloc/logs, which every task of
+// the allocation can write: the path is resolved inside the allocation
+// directory, the last name is not followed, and it must be a FIFO, or the
+// driver (root) would write into whatever file a task linked there. The
+// executor opens the same paths when it starts the node; the check here
+// comes first. O_NONBLOCK: a FIFO that no one reads (one the task made)
+// fails at once instead of holding the start forever.
+func openFIFO(cfg *drivers.TaskConfig, p string) (*os.File, error) {
+	rel, err := filepath.Rel(cfg.AllocDir, p)
+	if err != nil || !filepath.IsLocal(rel) {
+		return nil, fmt.Errorf("%s is not in the allocation directory", p)
+	}
+	root, err := os.OpenRoot(cfg.AllocDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	f, err := root.OpenFile(rel, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (not the FIFO Nomad made; the node is not started)", rel, why(err))
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Type() != fs.ModeNamedPipe {
+		err = fmt.Errorf("%s is not the FIFO Nomad made; the node is not started", rel)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func (l *taskLogs) Close() {

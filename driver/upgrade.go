@@ -65,7 +65,7 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 	h.hotMu.Lock()
 	defer h.hotMu.Unlock()
 	cfg := h.taskConfig
-	if h.hot.Failed[raw] {
+	if slices.Contains(h.hot.Failed, raw) {
 		return false
 	}
 	st := h.snapshot()
@@ -85,7 +85,7 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
-	ctl, err := d.controlClient(&st)
+	ctl, err := d.controlClient(h.taskConfig, &st)
 	if err != nil {
 		return refuse(err)
 	}
@@ -157,6 +157,9 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		if err != nil {
 			return refuse(err)
 		}
+		// A package that does not join the release keeps no hold on the
+		// cache: refused targets must not pile up past cache_max_mb.
+		defer d.unholdUnused(h, pkg.sum)
 		if err := pkg.CheckUpgrade(st.ReleaseName, step.from, st.ERTS); err != nil {
 			return refuse(err)
 		}
@@ -378,6 +381,22 @@ func openReleaseRoot(cfg *drivers.TaskConfig, root string) (*os.Root, error) {
 	}
 	defer td.Close()
 	return td.Root().OpenRoot(rel)
+}
+
+// unholdUnused drops the task's hold on the cached release sum unless the
+// task's release still uses it.
+func (d *Driver) unholdUnused(h *taskHandle, sum string) {
+	if sum == "" || sum == h.rec.SHA256 {
+		return
+	}
+	for _, p := range h.rec.Hot {
+		if p.SHA256 == sum {
+			return
+		}
+	}
+	if store, err := d.store(h.taskConfig); err == nil {
+		store.Unhold(sum, h.taskConfig.ID)
+	}
 }
 
 // inspect reads version vsn of the task's release from the plugin's own

@@ -188,6 +188,11 @@ func (c *Cache) Hold(sum, taskID string) error {
 	return os.WriteFile(filepath.Join(d, safeName(taskID)), nil, 0o600)
 }
 
+// Unhold drops a task's hold on one release.
+func (c *Cache) Unhold(sum, taskID string) {
+	_ = os.Remove(filepath.Join(c.dir, "refs", strings.ToLower(sum), safeName(taskID)))
+}
+
 // Release drops a task's hold on every release it held, in every
 // namespace. It leaves the per-release directories, which a concurrent Hold
 // may be writing into.

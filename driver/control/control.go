@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -48,7 +49,13 @@ type Client struct {
 	ERL            string
 	SSLDistOptFile string
 	VMArgs         []string
+	// Credential, when set, runs calls as that user rather than the
+	// caller's.
+	Credential *Credential
 }
+
+// Credential is a user and group to run calls as.
+type Credential = syscall.Credential
 
 // Error is a call that did not return a result.
 type Error struct {
@@ -80,6 +87,9 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 	}
 	cmd.Env = c.Env
 	cmd.Dir = c.Dir
+	if c.Credential != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.Credential}
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

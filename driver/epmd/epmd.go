@@ -66,6 +66,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	known    map[string]Entry         // nodes the driver started
+	owners   map[string]string        // the task that runs each known node
 	regs     map[string]*registration // their live registrations
 	creation uint32
 	closed   bool
@@ -88,6 +89,7 @@ func listen(addr string, logger hclog.Logger, lim limits) (*Server, error) {
 		lim:      lim,
 		slots:    make(chan struct{}, lim.maxConns),
 		known:    map[string]Entry{},
+		owners:   map[string]string{},
 		regs:     map[string]*registration{},
 		creation: uint32(time.Now().Unix()),
 	}
@@ -113,23 +115,39 @@ func (s *Server) Close() error {
 	return err
 }
 
-// Set records a node the driver runs, by its short name (before @). Call it
-// before the node starts: only then may the node register.
-func (s *Server) Set(name string, port int) {
+// ErrTaken is returned by Set for a name that another owner holds.
+var ErrTaken = errors.New("node name taken")
+
+// Set records a node the driver runs, by its short name (before @), for
+// owner (the task that runs it). Call it before the node starts: only then
+// may the node register. A name that another owner holds is refused with
+// ErrTaken: no task may take another's name, whatever node_name it asks
+// for.
+func (s *Server) Set(name string, port int, owner string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if o, ok := s.owners[name]; ok && o != owner {
+		return fmt.Errorf("%w: %s belongs to another task on this client", ErrTaken, name)
+	}
 	s.known[name] = Entry{Name: name, Port: port}.withDefaults()
+	s.owners[name] = owner
 	if r, ok := s.regs[name]; ok && r.port != port {
 		delete(s.regs, name)
 		_ = r.c.Close()
 	}
+	return nil
 }
 
-// Remove forgets a node the driver ran and drops its registration.
-func (s *Server) Remove(name string) {
+// Remove forgets a node that owner ran and drops its registration. A name
+// that another owner holds is left alone.
+func (s *Server) Remove(name, owner string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.owners[name] != owner {
+		return
+	}
 	delete(s.known, name)
+	delete(s.owners, name)
 	if r, ok := s.regs[name]; ok {
 		delete(s.regs, name)
 		_ = r.c.Close()

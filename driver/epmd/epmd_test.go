@@ -126,7 +126,7 @@ func TestServer(t *testing.T) {
 	s, addr := start(t, nil, defaultLimits)
 
 	// A node the driver started is found without registering.
-	s.Set("shop-1234abcd", 24002)
+	_ = s.Set("shop-1234abcd", 24002, "task-a")
 	if p := portPlease(t, addr, "shop-1234abcd"); p != 24002 {
 		t.Fatalf("port %d, want 24002", p)
 	}
@@ -147,7 +147,7 @@ func TestServer(t *testing.T) {
 	}
 
 	// Remove forgets it and drops its registration.
-	s.Remove("shop-1234abcd")
+	s.Remove("shop-1234abcd", "task-a")
 	if !closedWithin(reg, 2*time.Second) {
 		t.Fatal("registration outlived Remove")
 	}

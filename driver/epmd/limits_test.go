@@ -76,7 +76,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 func TestConnectionCap(t *testing.T) {
 	lim := limits{maxConns: 4, readTimeout: 3 * time.Second, writeTimeout: time.Second}
 	s, addr := start(t, nil, lim)
-	s.Set("shop-1", 24002)
+	_ = s.Set("shop-1", 24002, "task-a")
 	// A registration does not hold a slot.
 	if _, res := register(t, addr, "shop-1", 24002); res != 0 {
 		t.Fatal("node refused")

@@ -1,6 +1,7 @@
 package epmd
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 // registering, nor send its peers elsewhere.
 func TestSquatKnownName(t *testing.T) {
 	s, addr := start(t, nil, defaultLimits)
-	s.Set("shop-1", 24002)
+	_ = s.Set("shop-1", 24002, "task-a")
 
 	// With a port of its own: refused.
 	if _, res := register(t, addr, "shop-1", 31000); res == 0 {
@@ -70,7 +71,7 @@ func TestSquatUnknownName(t *testing.T) {
 	}
 
 	// The squatter did not block the node.
-	s.Set("JOB-ALLOC8", 24002)
+	_ = s.Set("JOB-ALLOC8", 24002, "task-a")
 	if _, res := register(t, addr, "JOB-ALLOC8", 24002); res != 0 {
 		t.Fatal("node refused after a squat attempt")
 	}
@@ -83,7 +84,7 @@ func TestSquatUnknownName(t *testing.T) {
 // table still keeps squatters out.
 func TestSquatAfterRestart(t *testing.T) {
 	s1, addr1 := start(t, nil, defaultLimits)
-	s1.Set("shop-1", 24002)
+	_ = s1.Set("shop-1", 24002, "task-a")
 	node, res := register(t, addr1, "shop-1", 24002)
 	if res != 0 {
 		t.Fatal("node refused")
@@ -94,7 +95,7 @@ func TestSquatAfterRestart(t *testing.T) {
 	}
 
 	s2, addr := start(t, nil, defaultLimits)
-	s2.Set("shop-1", 24002)
+	_ = s2.Set("shop-1", 24002, "task-a")
 	if _, res := register(t, addr, "shop-1", 31000); res == 0 {
 		t.Fatal("squatter took a known name after restart")
 	}
@@ -109,5 +110,33 @@ func TestSquatAfterRestart(t *testing.T) {
 	}
 	if got := names(t, addr); got != "name shop-1 at port 24002\n" {
 		t.Fatalf("NAMES = %q", got)
+	}
+}
+
+// A task cannot take another task's name through node_name, and cannot
+// remove it when it ends.
+func TestSetRefusesAnotherOwnersName(t *testing.T) {
+	s := &Server{known: map[string]Entry{}, owners: map[string]string{}, regs: map[string]*registration{}}
+	if err := s.Set("shop-1", 24002, "alloc-a/web"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Set("shop-1", 25000, "alloc-b/web")
+	if !errors.Is(err, ErrTaken) {
+		t.Fatalf("another task took the name: %v", err)
+	}
+	if e, _ := s.Lookup("shop-1"); e.Port != 24002 {
+		t.Fatalf("lookup answers port %d after the attempt, want 24002", e.Port)
+	}
+	s.Remove("shop-1", "alloc-b/web")
+	if e, ok := s.Lookup("shop-1"); !ok || e.Port != 24002 {
+		t.Fatalf("another task's Remove dropped the name: %v %v", e, ok)
+	}
+	// The owner itself may set it again (a restart) and remove it.
+	if err := s.Set("shop-1", 24003, "alloc-a/web"); err != nil {
+		t.Fatal(err)
+	}
+	s.Remove("shop-1", "alloc-a/web")
+	if _, ok := s.Lookup("shop-1"); ok {
+		t.Fatal("the owner's Remove left the name")
 	}
 }

@@ -105,11 +105,10 @@ func copyEntry(p, rel string, info fs.FileInfo, dst *os.Root, o Owner) error {
 		if err != nil {
 			return err
 		}
+		// A symlink's owner grants nothing, and chowning one by name
+		// could reach a file the task swapped in: it stays the plugin's.
 		if err := dst.Symlink(target, rel); err != nil {
 			return fmt.Errorf("create %s: %w", rel, err)
-		}
-		if o.UID >= 0 {
-			return dst.Lchown(rel, o.UID, o.GID)
 		}
 		return nil
 	case mode.IsRegular():

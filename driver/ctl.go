@@ -1,0 +1,99 @@
+package driver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/control"
+)
+
+// controlClient returns the channel into the task's node: erl_call, or a
+// client VM under TLS distribution.
+//
+// A task with a user gets its calls run as that user, from its own copy of
+// the release, with the node's own HOME: nothing of the release runs as
+// root. A task without one runs as root already; its calls run from the
+// plugin's own tree of the release, with a HOME in data_dir, so that they
+// follow no link the task planted.
+func (d *Driver) controlClient(cfg *drivers.TaskConfig, st *taskState) (*control.Client, error) {
+	if st.Node == "" {
+		return nil, fmt.Errorf("distribution is off for this task (no dist_port)")
+	}
+	pcfg, _ := d.cfg()
+	tree, home, sslOpt := "", st.Home, st.SSLDistOptFile
+	var cred *control.Credential
+	if cfg.User != "" {
+		c, err := credential(cfg.User)
+		if err != nil {
+			return nil, err
+		}
+		cred = c
+		beam := filepath.Join(cfg.TaskDir().SecretsDir, "beam")
+		tree, home = st.ReleaseRoot, filepath.Join(beam, "home")
+		if sslOpt != "" {
+			sslOpt = filepath.Join(beam, "ssl_dist.conf")
+		}
+	} else {
+		var err error
+		if tree, err = st.tree(st.ReleaseVersion); err != nil {
+			return nil, err
+		}
+	}
+	erlCall := filepath.Join(tree, "erts-"+st.ERTS, "bin", "erl_call")
+	if _, err := os.Stat(erlCall); err != nil {
+		p, lerr := lookPathNear(d.host.probe(d.ctx).Path, "erl_call")
+		if lerr != nil {
+			return nil, fmt.Errorf("no erl_call in the release's erts nor on the host")
+		}
+		erlCall = p
+	}
+	c := &control.Client{
+		ERLCall:    erlCall,
+		Node:       st.Node,
+		Env:        []string{"HOME=" + home, "ERL_EPMD_PORT=" + strconv.Itoa(pcfg.EPMDPort), "PATH=" + os.Getenv("PATH")},
+		Dir:        home,
+		Timeout:    10 * time.Second,
+		Credential: cred,
+	}
+	if sslOpt != "" {
+		c.SSLDistOptFile = sslOpt
+		c.ERL = filepath.Join(filepath.Dir(erlCall), "erl")
+		lib := filepath.Join(tree, "lib")
+		c.VMArgs = []string{
+			"-boot", filepath.Join(tree, "releases", st.ReleaseVersion, "start_clean"),
+			"-boot_var", "RELEASE_LIB", lib, "-boot_var", "SYSTEM_LIB_DIR", lib,
+			"-pa",
+		}
+		ebins, _ := filepath.Glob(filepath.Join(lib, "*", "ebin"))
+		c.VMArgs = append(c.VMArgs, ebins...)
+	}
+	return c, nil
+}
+
+// lookPathNear finds a program next to the host's erl, where OTP installs
+// erl_call under lib/erl_interface-*/bin when not in bin/.
+func lookPathNear(erl, prog string) (string, error) {
+	if erl == "" {
+		return "", os.ErrNotExist
+	}
+	real, err := filepath.EvalSymlinks(erl)
+	if err != nil {
+		return "", err
+	}
+	root := filepath.Dir(filepath.Dir(real))
+	for _, pattern := range []string{
+		filepath.Join(filepath.Dir(real), prog),
+		filepath.Join(root, "erts-*", "bin", prog),
+		filepath.Join(root, "lib", "erl_interface-*", "bin", prog),
+	} {
+		if m, _ := filepath.Glob(pattern); len(m) > 0 {
+			return m[len(m)-1], nil
+		}
+	}
+	return "", os.ErrNotExist
+}
