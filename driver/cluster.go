@@ -73,7 +73,7 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 	resolver := &peers.Resolver{Names: func(host netip.Addr) (map[int]string, error) {
 		return epmd.Names(netip.AddrPortFrom(host, uint16(pcfg.EPMDPort)).String(), 2*time.Second)
 	}}
-	warned := &peers.Seen{Max: 1024}
+	warned, events := &peers.Seen{Max: 1024}, 0
 	var index uint64
 	var last string
 	failing, denied := false, false
@@ -131,6 +131,13 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 			logger.Debug(msg, "service_id", r.ServiceID)
 			if warned.First(r.ServiceID + " " + r.String()) {
 				logger.Warn(msg, "service_id", r.ServiceID)
+				// The first few in the task's events too: Nomad keeps only
+				// the last ten, which a flood of fake instances must not
+				// push out.
+				if events < maxPeerEvents {
+					events++
+					d.event(h.taskConfig, "Clustering: %s of service %q; it is not dialled", msg, service)
+				}
 			}
 		}
 		nodes, skipped := resolver.Resolve(accepted, set, cfg.AllocID)
@@ -170,6 +177,9 @@ func policyHint(cfg *drivers.TaskConfig) string {
 		peers.PolicyCommand(cfg.Namespace, cfg.JobID, cfg.TaskGroupName, cfg.Name, "beam-cluster.hcl"),
 		strings.Join(strings.Fields(peers.Policy(cfg.Namespace)), " "))
 }
+
+// maxPeerEvents is how many refused cluster peers a task's events name.
+const maxPeerEvents = 3
 
 // maxTaskFile bounds what the driver reads from a task's directory.
 const maxTaskFile = 64 << 10

@@ -116,7 +116,7 @@ func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *t
 		return nil, d.fail(cfg, "cannot prepare local/release: %v", err)
 	}
 	defer dst.Close()
-	if _, err := taskdir.Copy(tree, dst, owner, false, nil); err != nil {
+	if _, err := taskdir.Copy(tree, dst, owner, false, reserved); err != nil {
 		return nil, d.fail(cfg, "cannot copy the release into local/release: %v", err)
 	}
 	sub, err := filepath.Rel(tree, rel.Root)
@@ -148,7 +148,7 @@ func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *t
 		if err != nil {
 			return nil, d.fail(cfg, "Cannot restore hot-upgrade package %s %s: %v", rel.Name, hp.Version, err)
 		}
-		if _, err := taskdir.Copy(hr.Root, root, owner, true, nil); err != nil {
+		if _, err := taskdir.Copy(hr.Root, root, owner, true, reserved); err != nil {
 			return nil, d.fail(cfg, "Cannot restore hot-upgrade package %s %s: %v", rel.Name, hp.Version, err)
 		}
 		rec.Trees[hp.Version] = hr.Root
@@ -196,4 +196,10 @@ func unpackError(err error) error {
 		return fmt.Errorf("%w (the plugin's max_unpacked_mb)", err)
 	}
 	return err
+}
+
+// reserved reports whether a name in a cached tree is one of the cache's
+// own files, which a task's copy leaves out.
+func reserved(rel string) bool {
+	return strings.HasPrefix(filepath.Base(rel), unpack.ReservedPrefix)
 }

@@ -349,7 +349,7 @@ func (d *Driver) mergeHot(h *taskHandle, st *taskState, pkg *staged) (func(), er
 		return nil, err
 	}
 	defer root.Close()
-	created, err := taskdir.Copy(pkg.Root, root, owner, true, nil)
+	created, err := taskdir.Copy(pkg.Root, root, owner, true, reserved)
 	unmerge := func() {
 		r, err := openReleaseRoot(h.taskConfig, st.ReleaseRoot)
 		if err != nil {
