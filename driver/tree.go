@@ -192,7 +192,7 @@ func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *t
 // unpackError says which setting an archive over the size limit ran into.
 func unpackError(err error) error {
 	var ue *unpack.Error
-	if errors.As(err, &ue) && strings.Contains(ue.Reason, "tar bomb") {
+	if errors.As(err, &ue) && strings.Contains(ue.Reason, "unpacked size would exceed") {
 		return fmt.Errorf("%w (the plugin's max_unpacked_mb)", err)
 	}
 	return err

@@ -64,31 +64,39 @@ func Scrub(r *release.Release) error {
 type script struct {
 	root, rel string // rel is relative to the release root
 	shape     *shape
-	data, out []byte // as read, and with the cookie arguments removed
+	data, out []byte     // as read, and with the cookie arguments removed
+	lines     []*logical // of out
 }
 
+const (
+	// maxScript bounds one script that the driver scans: relx's start
+	// script, the largest, is some 40 KiB.
+	maxScript = release.MaxFileSize
+	// maxScripts bounds all the scripts of a release together, which a
+	// release could otherwise make as many as it has files (or hard
+	// links to one file) under bin/hooks.
+	maxScripts = 8 << 20
+	// maxErrors is how many errors about its scripts refuse a release.
+	maxErrors = 8
+)
+
 func load(root, rel string, sh *shape) (*script, error) {
-	b, err := os.ReadFile(filepath.Join(root, rel))
+	b, err := release.ReadFile(filepath.Join(root, rel), maxScript)
 	if err != nil {
 		return nil, err
 	}
-	return &script{root: root, rel: rel, shape: sh, data: b, out: sh.apply(b)}, nil
+	s := &script{root: root, rel: rel, shape: sh, data: b, out: sh.apply(b)}
+	s.lines = logicalLines(string(s.out))
+	return s, nil
 }
 
 // scrubAll checks every script before it rewrites any: a refused release
 // is left as it was.
 func scrubAll(list []*script) error {
 	t := newTaint()
-	for changed := true; changed; {
-		changed = false
-		for _, s := range list {
-			if t.learn(string(s.out), s.shape) {
-				changed = true
-			}
-		}
-	}
+	t.learn(list)
 	for _, s := range list {
-		if f := t.scan(string(s.out), s.shape); f != nil {
+		if f := t.scan(s.lines, s.shape); f != nil {
 			// Never the line itself: it may hold a secret.
 			return fmt.Errorf("%s line %d: %s that the driver cannot remove with certainty; it would put the "+
 				"distribution cookie on a process command line, which every local user can read, so the node is "+
@@ -137,51 +145,73 @@ func replaceFile(path string, data []byte) error {
 // releases/VSN, and relx's hooks and extensions, both those the start
 // scripts name and all under bin/hooks, bin/extensions and releases/VSN/hooks.
 func scriptsOf(r *release.Release) ([]*script, error) {
-	var list []*script
-	seen := map[string]bool{}
-	add := func(rel string, sh *shape, required bool) error {
+	var (
+		list  []*script
+		seen  = map[string]bool{}
+		total int
+		errs  []error
+	)
+	// fail keeps the first few errors: a release can make thousands.
+	fail := func(err error) {
+		if err != nil && len(errs) < maxErrors {
+			errs = append(errs, err)
+		}
+	}
+	add := func(rel string, sh *shape, required bool) {
+		if total > maxScripts {
+			return // already refused
+		}
 		rel = filepath.Clean(rel)
 		if rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
-			return fmt.Errorf("%s is outside the release, so the driver cannot check it for the cookie", rel)
+			fail(fmt.Errorf("%q is outside the release, so the driver cannot check it for the cookie", release.Clip(rel)))
+			return
 		}
 		if seen[rel] {
-			return nil
+			return
 		}
 		s, err := load(r.Root, rel, sh)
 		if errors.Is(err, fs.ErrNotExist) && !required {
-			return nil
+			return
 		} else if err != nil {
-			return fmt.Errorf("launch: %w", err)
+			fail(fmt.Errorf("launch: %w", err))
+			return
+		}
+		if total += len(s.data); total > maxScripts {
+			fail(fmt.Errorf("launch: the scripts that the driver scans for the cookie add up to more than %s "+
+				"(at %s); a release needs a small fraction of that", release.Size(maxScripts), rel))
+			return
 		}
 		seen[rel] = true
 		list = append(list, s)
-		return nil
 	}
 	if r.Kind == release.Shipment {
-		return list, add("entrypoint.sh", plain, false)
+		add("entrypoint.sh", plain, false)
+		return list, errors.Join(errs...)
 	}
 	bins := []string{filepath.Join("bin", r.Name), filepath.Join("bin", r.Name+"-"+r.Version)}
 	vsn := filepath.Join("releases", r.Version)
-	var err error
 	switch r.Kind {
 	case release.Mix:
-		err = errors.Join(add(bins[0], mixBin, true), add(bins[1], mixBin, false), add(filepath.Join(vsn, "elixir"), elixirCLI, false))
+		add(bins[0], mixBin, true)
+		add(bins[1], mixBin, false)
+		add(filepath.Join(vsn, "elixir"), elixirCLI, false)
 	case release.Relx:
-		err = errors.Join(add(bins[0], relxBin, false), add(bins[1], relxBin, false))
+		add(bins[0], relxBin, false)
+		add(bins[1], relxBin, false)
 		for _, s := range append([]*script(nil), list...) {
 			for _, h := range hooksOf(s.data) {
 				if strings.ContainsAny(h, "$`") {
-					err = errors.Join(err, fmt.Errorf("%s names a hook or extension at a path the driver cannot resolve", s.rel))
+					fail(fmt.Errorf("%s names a hook or extension at a path the driver cannot resolve", s.rel))
 					continue
 				}
 				// relx runs them from "$SCRIPT_DIR/$HOOK": relative to bin/.
-				err = errors.Join(err, add(filepath.Join("bin", h), plain, false))
+				add(filepath.Join("bin", h), plain, false)
 			}
 		}
 	default:
 		return nil, fmt.Errorf("launch: unknown release kind %q", r.Kind)
 	}
-	err = errors.Join(err, add(filepath.Join(vsn, "env.sh"), plain, false))
+	add(filepath.Join(vsn, "env.sh"), plain, false)
 	for _, dir := range []string{filepath.Join("bin", "hooks"), filepath.Join("bin", "extensions"), filepath.Join(vsn, "hooks")} {
 		werr := filepath.WalkDir(filepath.Join(r.Root, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -189,25 +219,28 @@ func scriptsOf(r *release.Release) ([]*script, error) {
 			}
 			if d.Type().IsRegular() {
 				rel, _ := filepath.Rel(r.Root, p)
-				return add(rel, plain, false)
+				add(rel, plain, false)
+			}
+			if total > maxScripts {
+				return fs.SkipAll
 			}
 			return nil
 		})
 		if !errors.Is(werr, fs.ErrNotExist) {
-			err = errors.Join(err, werr)
+			fail(werr)
 		}
 	}
 	ents, rerr := os.ReadDir(filepath.Join(r.Root, vsn))
 	if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-		err = errors.Join(err, fmt.Errorf("launch: %w", rerr))
+		fail(fmt.Errorf("launch: %w", rerr))
 	}
 	for _, e := range ents {
 		rel := filepath.Join(vsn, e.Name())
-		if e.Type().IsRegular() && !seen[rel] && hasShebang(filepath.Join(r.Root, rel)) {
-			err = errors.Join(err, add(rel, plain, false))
+		if total <= maxScripts && e.Type().IsRegular() && !seen[rel] && hasShebang(filepath.Join(r.Root, rel)) {
+			add(rel, plain, false)
 		}
 	}
-	return list, err
+	return list, errors.Join(errs...)
 }
 
 // hookRe finds relx's hook and extension declarations, such as

@@ -174,17 +174,24 @@ func TestScrubReplacesLinkNotTarget(t *testing.T) {
 func TestTaintFollowsAssignments(t *testing.T) {
 	tn := newTaint()
 	sh := &shape{allowed: []string{`MINE="$RELEASE_COOKIE"`}}
-	for tn.learn("MINE=\"$RELEASE_COOKIE\"\nCALL=\"$ERTS_DIR/bin/erl_call\"\n", sh) {
-	}
-	f := tn.scan("#!/bin/sh\nprintenv MINE\n", plain)
+	// In reverse order, and across scripts.
+	tn.learn([]*script{
+		{shape: plain, lines: logicalLines("X3=${X2:-}\nX2=\"$CALL\"/x\nX4=$X3_NOT\n")},
+		{shape: sh, lines: logicalLines("MINE=\"$RELEASE_COOKIE\"\nCALL=\"$ERTS_DIR/bin/erl_call\"\n")},
+	})
+	f := tn.scan(logicalLines("#!/bin/sh\nprintenv MINE\n"), plain)
 	if f == nil || f.line != 2 || f.what != "the cookie variable MINE" {
 		t.Errorf("finding %+v, want MINE on line 2", f)
 	}
-	f = tn.scan("#!/bin/sh\n$CALL -c x\n", plain)
-	if f == nil || !strings.Contains(f.what, "erl_call") {
-		t.Errorf("finding %+v, want -c given to erl_call through $CALL", f)
+	for _, call := range []string{"$CALL", "${X3}", "$X2"} {
+		f = tn.scan(logicalLines("#!/bin/sh\n"+call+" -c x\n"), plain)
+		if f == nil || !strings.Contains(f.what, "erl_call") {
+			t.Errorf("finding %+v, want -c given to erl_call through %s", f, call)
+		}
 	}
-	if f := tn.scan("#!/bin/sh\ncut -c 2- file\n", plain); f != nil {
-		t.Errorf("cut -c refused: %+v", f)
+	for _, ok := range []string{"cut -c 2- file", "$X4 -c x", "$CALLER -c x"} {
+		if f := tn.scan(logicalLines("#!/bin/sh\n"+ok+"\n"), plain); f != nil {
+			t.Errorf("%s refused: %+v", ok, f)
+		}
 	}
 }

@@ -33,7 +33,7 @@ func PreCommand(rel *release.Release, argv []string) (string, []string, error) {
 		return p, argv[1:], nil
 	}
 	if len(argv) != 2 {
-		return "", nil, fmt.Errorf(`pre-command %q: eval takes one expression, as ["eval", "MyApp.Release.migrate()"]`, strings.Join(argv, " "))
+		return "", nil, fmt.Errorf(`pre-command %q: eval takes one expression, as ["eval", "MyApp.Release.migrate()"]`, release.Clip(strings.Join(argv, " ")))
 	}
 	expr := argv[1]
 	switch rel.Kind {

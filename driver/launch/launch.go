@@ -9,7 +9,6 @@
 package launch
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -240,7 +239,7 @@ func distFlags(port int) []string {
 // release, to name in s.Out, without the lines for which drop is true, and
 // with head prepended. A missing src is an empty file.
 func (s Spec) withLines(src, name string, drop func(string) bool, head ...string) error {
-	data, err := os.ReadFile(src)
+	data, err := release.ReadFile(src, release.MaxFileSize)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("launch: %w", err)
 	}
@@ -249,12 +248,12 @@ func (s Spec) withLines(src, name string, drop func(string) bool, head ...string
 	for _, l := range head {
 		b.WriteString(l + "\n")
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if drop != nil && drop(sc.Text()) {
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if drop != nil && drop(line) {
 			continue
 		}
-		b.WriteString(sc.Text() + "\n")
+		b.WriteString(line + "\n")
 	}
 	if err := taskdir.WriteFile(s.Out, name, b.Bytes(), 0o600, s.owner); err != nil {
 		return fmt.Errorf("launch: %w", err)

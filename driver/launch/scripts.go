@@ -148,39 +148,111 @@ func (t *taint) compile() {
 	t.re = regexp.MustCompile(`(?:^|[^A-Za-z0-9_])(` + strings.Join(names, "|") + `)(?:$|[^A-Za-z0-9_])`)
 }
 
-// learn adds the variables that text assigns from the cookie, on the lines
-// that sh allows (any other such line refuses the release anyway), or from
-// erl_call, and reports whether there were new ones.
-func (t *taint) learn(text string, sh *shape) bool {
-	changed := false
-	for _, l := range logicalLines(text) {
-		_, _, ref := t.ref(l.norm)
-		ref = ref && sh.allows(l)
-		for _, m := range assignRe.FindAllStringSubmatch(l.norm, -1) {
-			if ref && !t.cookie[m[1]] {
-				t.cookie[m[1]], changed = true, true
+// learn finds, across all the scripts of a release, the variables that
+// hold erl_call and those that hold the cookie. It takes time in proportion
+// to the scripts' length, whatever the order of their assignments.
+//
+// A variable holds erl_call when it is assigned (other than from a command
+// substitution) a value that names erl_call or expands such a variable.
+// A variable holds the cookie when it is assigned on a line that refers to
+// the cookie and that the script's shape allows: any other such line
+// refuses the release anyway.
+func (t *taint) learn(list []*script) {
+	users := map[string][]string{}   // users[v]: assigned from an expansion of v
+	var queue []string               // assigned erl_call itself
+	allowed := map[string][]string{} // allowed lines, trimmed: what they assign
+	for _, s := range list {
+		for _, l := range s.lines {
+			ms := assignRe.FindAllStringSubmatch(l.norm, -1)
+			if len(ms) == 0 {
+				continue
 			}
-			if !t.call[m[1]] && !strings.HasPrefix(m[2], "$(") && t.callsErl(m[2]) {
-				t.call[m[1]], changed = true, true
+			names := make([]string, len(ms))
+			for i, m := range ms {
+				name, val := m[1], m[2]
+				names[i] = name
+				switch {
+				case strings.HasPrefix(val, "$("):
+				case erlCallRe.MatchString(val):
+					queue = append(queue, name)
+				default:
+					for _, v := range expanded(val) {
+						users[v] = append(users[v], name)
+					}
+				}
+			}
+			if s.shape.allows(l) {
+				allowed[strings.TrimSpace(l.norm)] = names
 			}
 		}
 	}
-	if changed {
-		t.compile()
+	for len(queue) > 0 {
+		n := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		if !t.call[n] {
+			t.call[n] = true
+			queue = append(queue, users[n]...)
+		}
 	}
-	return changed
+	// The allowed lines are few and fixed, and so are the variables they
+	// assign: this ends after a few rounds.
+	for changed := true; changed; {
+		changed = false
+		for norm, names := range allowed {
+			if _, _, ok := t.ref(norm); !ok {
+				continue
+			}
+			for _, n := range names {
+				if !t.cookie[n] {
+					t.cookie[n], changed = true, true
+				}
+			}
+		}
+		if changed {
+			t.compile()
+		}
+	}
 }
 
+// callsErl reports whether s names erl_call or expands a variable that
+// holds it.
 func (t *taint) callsErl(s string) bool {
 	if erlCallRe.MatchString(s) {
 		return true
 	}
-	for n := range t.call {
-		if strings.Contains(s, "$"+n) || strings.Contains(s, "${"+n+"}") {
+	for _, v := range expanded(s) {
+		if t.call[v] {
 			return true
 		}
 	}
 	return false
+}
+
+// expanded returns the variables that s expands, as the shell reads them:
+// $NAME (the longest name), ${NAME...}, ${#NAME} and ${!NAME}.
+func expanded(s string) []string {
+	var out []string
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' {
+			continue
+		}
+		j := i + 1
+		if j < len(s) && s[j] == '{' {
+			j++
+			if j < len(s) && (s[j] == '#' || s[j] == '!') {
+				j++
+			}
+		}
+		k := j
+		for k < len(s) && (s[k] == '_' || 'A' <= s[k] && s[k] <= 'Z' || 'a' <= s[k] && s[k] <= 'z' || k > j && '0' <= s[k] && s[k] <= '9') {
+			k++
+		}
+		if k > j {
+			out = append(out, s[j:k])
+		}
+		i = k - 1
+	}
+	return out
 }
 
 // ref finds the first reference to the cookie in a normalized line: its
@@ -211,8 +283,8 @@ type finding struct {
 	what string
 }
 
-func (t *taint) scan(text string, sh *shape) *finding {
-	for _, l := range logicalLines(text) {
+func (t *taint) scan(lines []*logical, sh *shape) *finding {
+	for _, l := range lines {
 		at, what, ok := t.ref(l.norm)
 		if !ok || sh.allows(l) {
 			continue
@@ -239,10 +311,18 @@ type logical struct {
 
 func logicalLines(text string) []*logical {
 	var (
-		out []*logical
-		cur *logical
-		lx  lexer
+		out       []*logical
+		cur       *logical
+		raw, norm strings.Builder // of cur, which may run over many lines
+		lx        lexer
 	)
+	end := func() {
+		cur.raw, cur.norm = raw.String(), norm.String()
+		raw.Reset()
+		norm.Reset()
+		out = append(out, cur)
+		cur = nil
+	}
 	for i, p := range strings.Split(text, "\n") {
 		quoted := lx.line(p)
 		if cur == nil {
@@ -252,16 +332,15 @@ func logicalLines(text string) []*logical {
 		if cont {
 			p = p[:len(p)-1]
 		}
-		cur.starts = append(cur.starts, len(cur.norm))
-		cur.raw += p
-		cur.norm += unquote.Replace(p)
+		cur.starts = append(cur.starts, norm.Len())
+		raw.WriteString(p)
+		norm.WriteString(unquote.Replace(p))
 		if !cont {
-			out = append(out, cur)
-			cur = nil
+			end()
 		}
 	}
 	if cur != nil {
-		out = append(out, cur)
+		end()
 	}
 	return out
 }

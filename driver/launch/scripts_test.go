@@ -237,7 +237,7 @@ func relxFiles() map[string]string {
 }
 
 // releaseOf writes files into a fresh release root, with edits applied.
-func releaseOf(t *testing.T, kind release.Kind, files map[string]string, edits map[string]string) *release.Release {
+func releaseOf(t testing.TB, kind release.Kind, files map[string]string, edits map[string]string) *release.Release {
 	t.Helper()
 	root := t.TempDir()
 	for k, v := range edits {

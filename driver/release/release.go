@@ -4,7 +4,6 @@
 package release
 
 import (
-	"bufio"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -71,7 +70,7 @@ func Find(dir, name string) (*Release, error) {
 				return r, nil
 			}
 		}
-		return nil, fmt.Errorf("release.name = %q is not in the tarball, which holds: %s", name, names(found))
+		return nil, fmt.Errorf("release.name = %q is not in the tarball, which holds: %s", Clip(name), names(found))
 	}
 	if len(found) > 1 {
 		return nil, fmt.Errorf("the tarball holds several releases (%s); set release.name in the task config to pick one", names(found))
@@ -136,14 +135,14 @@ func atRoot(dir string) ([]*Release, error) {
 // otpReleases reads a mix or relx release root. A relx output directory can
 // hold several releases, one releases/VSN/NAME.rel each.
 func otpReleases(dir string) ([]*Release, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "releases", "start_erl.data"))
+	data, err := ReadFile(filepath.Join(dir, "releases", "start_erl.data"), MaxStartErlSize)
 	if err != nil {
 		return nil, err
 	}
 	fields := strings.Fields(string(data))
 	if len(fields) != 2 {
 		return nil, fmt.Errorf("%s: expected \"ERTS_VSN REL_VSN\", found %q; rebuild the release",
-			filepath.Join(dir, "releases", "start_erl.data"), strings.TrimSpace(string(data)))
+			filepath.Join(dir, "releases", "start_erl.data"), Clip(strings.TrimSpace(string(data))))
 	}
 	erts, vsn := fields[0], fields[1]
 
@@ -189,20 +188,21 @@ func versionOf(dir, name, current string) string {
 	return filepath.Base(filepath.Dir(rels[len(rels)-1]))
 }
 
-var packageLine = regexp.MustCompile(`^PACKAGE=["']?([A-Za-z0-9_]+)["']?\s*$`)
+var (
+	packageLine = regexp.MustCompile(`^PACKAGE=["']?([A-Za-z0-9_]+)["']?\s*$`)
+	appVsn      = regexp.MustCompile(`\{vsn,\s*"([^"]+)"\}`)
+)
 
 // shipment reads a `gleam export erlang-shipment` directory: entrypoint.sh
 // names the package with a PACKAGE= line.
 func shipment(dir string) (*Release, error) {
-	f, err := os.Open(filepath.Join(dir, "entrypoint.sh"))
+	data, err := ReadFile(filepath.Join(dir, "entrypoint.sh"), MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	name := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if m := packageLine.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
+	for line := range strings.Lines(string(data)) {
+		if m := packageLine.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
 			name = m[1]
 			break
 		}
@@ -211,10 +211,12 @@ func shipment(dir string) (*Release, error) {
 		return nil, fmt.Errorf("%s: no PACKAGE= line; is this a `gleam export erlang-shipment` entrypoint?", filepath.Join(dir, "entrypoint.sh"))
 	}
 	vsn := ""
-	if app, err := os.ReadFile(filepath.Join(dir, name, "ebin", name+".app")); err == nil {
-		if m := regexp.MustCompile(`\{vsn,\s*"([^"]+)"\}`).FindSubmatch(app); m != nil {
-			vsn = string(m[1])
-		}
+	app, err := ReadFile(filepath.Join(dir, name, "ebin", name+".app"), MaxFileSize)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
+	if m := appVsn.FindSubmatch(app); m != nil {
+		vsn = string(m[1])
 	}
 	return &Release{Root: dir, Name: name, Version: vsn, Kind: Shipment}, nil
 }
@@ -283,10 +285,17 @@ func ertsDirs(root string) []string {
 	return out
 }
 
+// maxNamed is how many releases an error lists.
+const maxNamed = 8
+
 func names(rs []*Release) string {
 	var s []string
-	for _, r := range rs {
-		s = append(s, fmt.Sprintf("%s %s (%s)", r.Name, r.Version, r.Kind))
+	for i, r := range rs {
+		if i == maxNamed {
+			s = append(s, fmt.Sprintf("and %d more", len(rs)-i))
+			break
+		}
+		s = append(s, fmt.Sprintf("%s %s (%s)", Clip(r.Name), Clip(r.Version), r.Kind))
 	}
 	return strings.Join(s, ", ")
 }

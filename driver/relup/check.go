@@ -37,8 +37,10 @@ type checkError struct {
 func (e *checkError) Error() string { return e.msg }
 func (e *checkError) Unwrap() error { return e.kind }
 
+// checkErrorf formats a checkError with its string arguments clipped: the
+// versions and names of releases come from their files.
 func checkErrorf(kind error, format string, args ...any) error {
-	return &checkError{kind: kind, msg: fmt.Sprintf(format, args...)}
+	return &checkError{kind: kind, msg: fmt.Sprintf(format, clipArgs(args)...)}
 }
 
 // CheckUpgrade reports whether release_handler can hot-install p on a node
@@ -111,27 +113,27 @@ func (p *Package) noPath(vsn string, up bool) error {
 	fix := "deploy it as a full release"
 	if !up {
 		steps, dir, way = p.relup.down, "downgrade path to", "downgrades only to"
-		fix = "deploy " + vsn + " as a full release"
+		fix = "deploy " + clip(vsn) + " as a full release"
 	}
 	if pat, ok := patternMatch(steps, vsn); ok {
 		// A relup is built for known versions; release_handler never
 		// reads its versions as patterns, though appups allow them.
 		return checkErrorf(ErrNoPath,
 			"release %s has no %s %s: its relup lists %q, which matches %s only as a pattern, and release_handler compares versions literally; rebuild the relup for %s or %s",
-			p.Version, dir, vsn, pat, vsn, vsn, fix)
+			p.Version, dir, vsn, pat, vsn, vsn, verbatim(fix))
 	}
 	vsns := stepVersions(steps)
 	switch {
 	case len(vsns) == 0:
 		return checkErrorf(ErrNoPath, "release %s has no %s %s: its relup lists no versions; %s",
-			p.Version, dir, vsn, fix)
+			p.Version, dir, vsn, verbatim(fix))
 	case up && len(vsns) == 1:
-		fix += ", or upgrade to " + vsns[0] + " first"
+		fix += ", or upgrade to " + clip(vsns[0]) + " first"
 	case up:
 		fix += ", or upgrade to one of those first"
 	}
 	return checkErrorf(ErrNoPath, "release %s has no %s %s: its relup %s %s; %s",
-		p.Version, dir, vsn, way, strings.Join(vsns, ", "), fix)
+		p.Version, dir, vsn, way, listClipped(vsns), verbatim(fix))
 }
 
 // findStep returns the first step for vsn, as lists:keysearch/3 would.
@@ -148,7 +150,8 @@ func findStep(steps []step, vsn string) (step, bool) {
 // expression, such as "0\.1\..*", and matches vsn as one.
 func patternMatch(steps []step, vsn string) (string, bool) {
 	for _, s := range steps {
-		if !strings.ContainsAny(s.vsn, `*+?[]()|^$\{}`) {
+		// A version is never this long; neither is a pattern for one.
+		if len(s.vsn) > 256 || !strings.ContainsAny(s.vsn, `*+?[]()|^$\{}`) {
 			continue
 		}
 		re, err := regexp.Compile(`^(?:` + s.vsn + `)$`)

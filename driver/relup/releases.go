@@ -116,7 +116,7 @@ func RELEASES(pkgs []*Package, root, permanent string) []byte {
 // ReadRELEASES reads the releases listed in <root>/releases/RELEASES.
 func ReadRELEASES(root string) ([]ReleaseEntry, error) {
 	file := filepath.Join(root, "releases", "RELEASES")
-	terms, err := consultFile(file)
+	terms, err := consultFile(file, maxTermFile)
 	if err != nil {
 		return nil, err
 	}

@@ -84,7 +84,7 @@ func InspectVersion(root, name, vsn string) (*Package, error) {
 		return nil, fmt.Errorf("relup: %w", err)
 	}
 	if !isPathElem(vsn) {
-		return nil, fmt.Errorf("relup: invalid release version %q", vsn)
+		return nil, fmt.Errorf("relup: invalid release version %q", clip(vsn))
 	}
 	relDir := filepath.Join(root, "releases", vsn)
 	if name == "" {
@@ -92,17 +92,17 @@ func InspectVersion(root, name, vsn string) (*Package, error) {
 			return nil, err
 		}
 	} else if !isPathElem(name) {
-		return nil, fmt.Errorf("relup: invalid release name %q", name)
+		return nil, fmt.Errorf("relup: invalid release name %q", clip(name))
 	}
 	p := &Package{Root: root, RelFile: filepath.Join(relDir, name+".rel")}
 	if err := p.readRel(); err != nil {
 		return nil, err
 	}
 	if p.Name != name {
-		return nil, fmt.Errorf("relup: %s names release %q, not %q", p.RelFile, p.Name, name)
+		return nil, fmt.Errorf("relup: %s names release %q, not %q", p.RelFile, clip(p.Name), clip(name))
 	}
 	if p.Version != vsn {
-		return nil, fmt.Errorf("relup: %s is for version %s, not %s", p.RelFile, p.Version, vsn)
+		return nil, fmt.Errorf("relup: %s is for version %s, not %s", p.RelFile, clip(p.Version), clip(vsn))
 	}
 	if err := p.readRelup(); err != nil {
 		return nil, err
@@ -156,13 +156,13 @@ func (p *Package) DownTo() []string {
 // readStartErl returns the two versions in releases/start_erl.data.
 func readStartErl(root string) (erts, vsn string, err error) {
 	file := filepath.Join(root, "releases", "start_erl.data")
-	data, err := os.ReadFile(file)
+	data, err := readFile(file, maxStartErl)
 	if err != nil {
 		return "", "", fmt.Errorf("relup: reading the release version: %w", err)
 	}
 	f := strings.Fields(string(data))
 	if len(f) != 2 || !isPathElem(f[1]) {
-		return "", "", fmt.Errorf("relup: %s: want %q, got %q", file, "ERTS_VSN REL_VSN", data)
+		return "", "", fmt.Errorf("relup: %s: want %q, got %q", file, "ERTS_VSN REL_VSN", clip(string(data)))
 	}
 	return f[0], f[1], nil
 }
@@ -185,7 +185,7 @@ func onlyRelFile(dir string) (string, error) {
 	case 1:
 		return strings.TrimSuffix(names[0], ".rel"), nil
 	}
-	return "", fmt.Errorf("relup: %s holds several .rel files (%s); name the release to use", dir, strings.Join(names, ", "))
+	return "", fmt.Errorf("relup: %s holds several .rel files (%s); name the release to use", dir, listClipped(names))
 }
 
 // isPathElem reports whether s can name a file in a directory.
@@ -193,9 +193,10 @@ func isPathElem(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`)
 }
 
-// consultFile reads a file of terms the way file:consult/1 does.
-func consultFile(file string) ([]Term, error) {
-	data, err := os.ReadFile(file)
+// consultFile reads a file of terms the way file:consult/1 does, if it
+// holds at most limit bytes.
+func consultFile(file string, limit int64) ([]Term, error) {
+	data, err := readFile(file, limit)
 	if err != nil {
 		return nil, fmt.Errorf("relup: %w", err)
 	}
@@ -212,7 +213,7 @@ func consultFile(file string) ([]Term, error) {
 
 // readRel fills p from the .rel file p.RelFile.
 func (p *Package) readRel() error {
-	terms, err := consultFile(p.RelFile)
+	terms, err := consultFile(p.RelFile, maxTermFile)
 	if err != nil {
 		return err
 	}
@@ -250,7 +251,7 @@ func (p *Package) readRel() error {
 	for i, a := range apps {
 		app, ok := parseApp(a)
 		if !ok {
-			return bad(fmt.Sprintf("application %d is not {App, Vsn[, Type][, IncApps]}: %s", i+1, Format(a)))
+			return bad(fmt.Sprintf("application %d is not {App, Vsn[, Type][, IncApps]}: %s", i+1, clip(string(Format(a)))))
 		}
 		p.Apps = append(p.Apps, app)
 	}
@@ -293,7 +294,7 @@ func parseApp(t Term) (App, bool) {
 func (p *Package) readRelup() error {
 	rel := path.Join("releases", p.Version, "relup")
 	file := filepath.Join(p.Root, filepath.FromSlash(rel))
-	terms, err := consultFile(file)
+	terms, err := consultFile(file, maxRelup)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -311,7 +312,7 @@ func (p *Package) readRelup() error {
 		return bad("not a relup: want {Vsn, UpFrom, DownTo}")
 	}
 	if vsn, ok := AsString(top[0]); !ok || vsn != p.Version {
-		return bad(fmt.Sprintf("is for version %s, not %s", Format(top[0]), p.Version))
+		return bad(fmt.Sprintf("is for version %s, not %s", clip(string(Format(top[0]))), clip(p.Version)))
 	}
 	r := &relupFile{path: rel}
 	if r.up, err = parseSteps(top[1]); err != nil {

@@ -41,7 +41,7 @@ type scanner struct {
 }
 
 func (s *scanner) errorf(line int, format string, args ...any) error {
-	return &SyntaxError{Line: line, Msg: fmt.Sprintf(format, args...)}
+	return &SyntaxError{Line: line, Msg: fmt.Sprintf(format, clipArgs(args)...)}
 }
 
 // peek returns the rune at the current position, or -1 at the end.

@@ -17,6 +17,11 @@
 //     resolved from where it finally stands, component by component
 //     without trusting the kernel to stop at the root, and refused if it is
 //     absolute or climbs above the target, dangling or not.
+//   - The work is bounded as well as the size: names and link targets have
+//     at most maxComponents components, directories that entries imply
+//     count as entries, and every lookup through the root is charged,
+//     component by component, against a budget that grows with
+//     Limits.MaxEntries (see budget.go).
 //
 // An archive that breaks a rule is rejected with an *Error that names the
 // offending entry (and link target), never quoting any file's content.
@@ -42,8 +47,9 @@ type Limits struct {
 	// MaxBytes is the largest total size of regular files. Zero means
 	// DefaultMaxBytes.
 	MaxBytes int64
-	// MaxEntries is the largest number of entries. Zero means
-	// DefaultMaxEntries.
+	// MaxEntries is the largest number of entries, counting the
+	// directories that entries imply without an entry of their own. Zero
+	// means DefaultMaxEntries. It also sets the work budgets of budget.go.
 	MaxEntries int
 }
 
@@ -65,9 +71,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.Entry == "" {
-		return "unpack: " + e.Reason
+		return "unpack: " + clip(e.Reason, maxReason)
 	}
-	return fmt.Sprintf("unpack: entry %q: %s", e.Entry, e.Reason)
+	return fmt.Sprintf("unpack: entry %s: %s", q(e.Entry), clip(e.Reason, maxReason))
 }
 
 // File unpacks the tarball at src into dst. See Reader.
@@ -119,7 +125,8 @@ func Reader(r io.Reader, dst string, lim Limits) (err error) {
 		}
 	}()
 
-	u := &unpacker{root: root, lim: lim, dirs: map[string]bool{}, files: map[string]bool{}}
+	u := &unpacker{root: root, lim: lim, dirs: map[string]bool{}, files: map[string]bool{},
+		lookups: newBudget(lookupsPerEntry*int64(lim.MaxEntries), tooDeep)}
 	tr := tar.NewReader(in)
 	for {
 		hdr, err := tr.Next()
@@ -142,7 +149,7 @@ func Reader(r io.Reader, dst string, lim Limits) (err error) {
 	if _, err := io.CopyN(io.Discard, in, 1<<20); err != nil && err != io.EOF {
 		return archiveError(err)
 	}
-	return checkTree(root)
+	return checkTree(root, lim.MaxEntries)
 }
 
 type unpacker struct {
@@ -158,6 +165,12 @@ type unpacker struct {
 	// link to one) that no later entry replaced: the only valid hard link
 	// targets.
 	files map[string]bool
+	// names is how many bytes of names dirs and files took in all, for
+	// maxNameBytes.
+	names int64
+	// lookups is what is left of the budget of path components looked
+	// up through root.
+	lookups budget
 }
 
 func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
@@ -187,7 +200,12 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		return &Error{Entry: hdr.Name, Reason: err.Error()}
 	}
 	// Rule: the entry goes at its lexical path, below real directories.
-	if err := u.mkdirs(path.Dir(name)); err != nil {
+	if err := u.mkdirs(path.Dir(name), false); err != nil {
+		return &Error{Entry: hdr.Name, Reason: err.Error()}
+	}
+	// Every case below looks name up at most three times; hard links and
+	// new directories pay for their other lookups themselves.
+	if err := u.lookups.spend(3 * depth(name)); err != nil {
 		return &Error{Entry: hdr.Name, Reason: err.Error()}
 	}
 	if hdr.Typeflag != tar.TypeDir {
@@ -198,7 +216,7 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := u.mkdirs(name); err != nil {
+		if err := u.mkdirs(name, true); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
 		}
 		if err := u.root.Chmod(name, dirMode(hdr.FileInfo().Mode())); err != nil {
@@ -209,8 +227,7 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		if err := u.file(hdr, name, body); err != nil {
 			return err
 		}
-		u.files[name] = true
-		return nil
+		return u.wrote(hdr.Name, name)
 	case tar.TypeSymlink:
 		if err := linkInside(name, hdr.Linkname); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
@@ -224,8 +241,7 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 		if err := u.hardLink(name, hdr.Linkname); err != nil {
 			return &Error{Entry: hdr.Name, Reason: err.Error()}
 		}
-		u.files[name] = true
-		return nil
+		return u.wrote(hdr.Name, name)
 	default:
 		return &Error{Entry: hdr.Name, Reason: fmt.Sprintf("unsupported entry type %q (device, fifo or similar); a release holds only files, directories and links", hdr.Typeflag)}
 	}
@@ -261,15 +277,18 @@ func (u *unpacker) hardLink(name, linkname string) error {
 		return errors.New("hard link target " + err.Error())
 	}
 	if !u.files[target] {
-		return fmt.Errorf("hard link to %q, which is not a regular file written earlier in this archive", linkname)
+		return fmt.Errorf("hard link to %s, which is not a regular file written earlier in this archive", q(linkname))
 	}
 	// Belt and braces: the set says so, and so must the file system.
-	if err := u.mkdirs(path.Dir(target)); err != nil {
-		return fmt.Errorf("hard link to %q: %v", linkname, err)
+	if err := u.lookups.spend(depth(target)); err != nil {
+		return err
+	}
+	if err := u.mkdirs(path.Dir(target), false); err != nil {
+		return fmt.Errorf("hard link to %s: %v", q(linkname), err)
 	}
 	fi, err := u.root.Lstat(target)
 	if err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("hard link to %q, which is not a regular file written earlier in this archive", linkname)
+		return fmt.Errorf("hard link to %s, which is not a regular file written earlier in this archive", q(linkname))
 	}
 	_ = u.root.Remove(name)
 	if err := u.root.Link(target, name); err != nil {
@@ -281,6 +300,18 @@ func (u *unpacker) hardLink(name, linkname string) error {
 // maxName bounds entry names and link targets: the kernel's PATH_MAX, far
 // above any release's.
 const maxName = 4096
+
+// maxComponents bounds the components of entry names and link targets, and
+// so the depth of the tree: every lookup through an os.Root walks the path
+// one component at a time. The deepest files of real releases (Phoenix's
+// priv/static trees, a node_modules copied into priv) are a few dozen deep
+// at most.
+const maxComponents = 128
+
+// depth is the number of components of a clean relative name.
+func depth(name string) int64 {
+	return int64(strings.Count(name, "/")) + 1
+}
 
 // cleanName turns an entry name into a clean relative slash path, or says
 // why it cannot be one.
@@ -302,7 +333,11 @@ func cleanName(name string) (string, error) {
 			return "", errors.New(`climbs out of the target directory with ".."; build the tarball with paths relative to the release root`)
 		}
 	}
-	return path.Clean(name), nil
+	clean := path.Clean(name)
+	if depth(clean) > maxComponents {
+		return "", fmt.Errorf("name has more than %d path components; refusing a possible directory bomb", maxComponents)
+	}
+	return clean, nil
 }
 
 // ReservedPrefix starts every name that the driver keeps for itself in an
@@ -314,7 +349,7 @@ const ReservedPrefix = ".beam-driver"
 func reserved(name string) error {
 	for _, part := range strings.Split(name, "/") {
 		if strings.HasPrefix(part, ReservedPrefix) {
-			return fmt.Errorf("name %q is reserved for the driver's own files", part)
+			return fmt.Errorf("name %s is reserved for the driver's own files", q(part))
 		}
 	}
 	return nil

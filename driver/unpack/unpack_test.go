@@ -183,6 +183,9 @@ func FuzzReader(f *testing.F) {
 	for _, a := range attacks {
 		f.Add(archive(f, false, a.entries...))
 	}
+	// The link bomb of the review, 2,047 deep, and its shape at the limit.
+	f.Add(archive(f, true, linksInto(2047, 20)...))
+	f.Add(archive(f, false, linksInto(127, 3)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		parent := t.TempDir()
 		victim := filepath.Join(parent, "victim")
