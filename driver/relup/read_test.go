@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	releasefile "github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
 
 // secret is content of a hostile file, which no error may quote at length.
@@ -19,7 +21,7 @@ func quotesLittle(t *testing.T, msg, root, file string) {
 	if !strings.Contains(msg, filepath.Join(root, file)) {
 		t.Errorf("error %q does not name %s", msg, file)
 	}
-	if n := strings.Count(msg, secret); n*len(secret) > maxQuoted || len(msg)-len(root) > 200 {
+	if n := strings.Count(msg, secret); n*len(secret) > releasefile.MaxQuoted || len(msg)-len(root) > 200 {
 		t.Errorf("error of %d bytes quotes the file %d times: %.300q", len(msg), n, msg)
 	}
 }
