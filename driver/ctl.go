@@ -13,37 +13,33 @@ import (
 )
 
 // controlClient returns the channel into the task's node: erl_call, or a
-// client VM under TLS distribution.
+// client VM under TLS distribution, with the node's own HOME, where the
+// cookie is.
 //
 // A task with a user gets its calls run as that user, from its own copy of
-// the release, with the node's own HOME: nothing of the release runs as
-// root. A task without one runs as root already; its calls run from the
-// plugin's own tree of the release, with a HOME in data_dir, so that they
-// follow no link the task planted.
+// the release: nothing of the release, and no link the task planted in its
+// HOME, is run or followed as root. A task without a user runs as root in
+// the host's namespaces already, so its calls gain it nothing; they run
+// from the plugin's own tree of the release.
 func (d *Driver) controlClient(cfg *drivers.TaskConfig, st *taskState) (*control.Client, error) {
 	if st.Node == "" {
 		return nil, fmt.Errorf("distribution is off for this task (no dist_port)")
 	}
 	pcfg, _ := d.cfg()
-	tree, home, sslOpt := "", st.Home, st.SSLDistOptFile
-	var cred *control.Credential
+	var (
+		tree string
+		cred *control.Credential
+		err  error
+	)
 	if cfg.User != "" {
-		c, err := credential(cfg.User)
-		if err != nil {
+		if cred, err = credential(cfg.User); err != nil {
 			return nil, err
 		}
-		cred = c
-		beam := filepath.Join(cfg.TaskDir().SecretsDir, "beam")
-		tree, home = st.ReleaseRoot, filepath.Join(beam, "home")
-		if sslOpt != "" {
-			sslOpt = filepath.Join(beam, "ssl_dist.conf")
-		}
-	} else {
-		var err error
-		if tree, err = st.tree(st.ReleaseVersion); err != nil {
-			return nil, err
-		}
+		tree = st.ReleaseRoot
+	} else if tree, err = st.tree(st.ReleaseVersion); err != nil {
+		return nil, err
 	}
+	home, sslOpt := st.Home, st.SSLDistOptFile
 	erlCall := filepath.Join(tree, "erts-"+st.ERTS, "bin", "erl_call")
 	if _, err := os.Stat(erlCall); err != nil {
 		p, lerr := lookPathNear(d.host.probe(d.ctx).Path, "erl_call")

@@ -29,11 +29,8 @@ type taskState struct {
 	Node           string
 	DistPort       int
 	ERTS           string // erts version the release bundles
-	// Home is the plugin-owned HOME, with the cookie, of the driver's
-	// control calls, and SSLDistOptFile their ssl_dist_optfile under TLS
-	// distribution.
-	Home           string
-	SSLDistOptFile string
+	Home           string // the node's private HOME, with the cookie
+	SSLDistOptFile string // set under TLS distribution
 	// Trees maps each release version on the node to its root in a tree
 	// the plugin owns: the driver reads the release there, never in the
 	// task's copy, which the task's user can change.

@@ -145,18 +145,12 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
-	home, tlsOpt := "", ""
-	if node != "" {
-		if home, tlsOpt, err = d.controlHome(cfg, cookie, spec.TLS); err != nil {
-			return nil, d.fail(cfg, "cannot write the driver's control files in data_dir: %v", err)
-		}
-	}
 	unset := cmd.Unset
 	if tc.CookieEnv != "" {
 		unset = append(unset, tc.CookieEnv)
 	}
 	return &prepared{release: running, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
-		node: node, distPort: port, home: home, tlsOpt: tlsOpt, base: rec.Base,
+		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile, base: rec.Base,
 		trees: rec.Trees}, nil
 }
 

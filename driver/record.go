@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 )
 
 // record is what the plugin keeps of a task in its own data_dir, which the
@@ -128,28 +127,4 @@ func (d *Driver) sweepRecords() {
 			_ = os.Remove(f)
 		}
 	}
-}
-
-// controlHome writes the HOME and working directory of the driver's own
-// control calls into a task's node (erl_call, or a client VM under TLS),
-// which run as the plugin's user: the cookie, and the ssl_dist_optfile
-// when tls is set. It is the plugin's, not the node's secrets/beam/home,
-// which the task's user can change. It returns the directory and the
-// optfile's path, if any.
-func (d *Driver) controlHome(cfg *drivers.TaskConfig, cookie string, tls *launch.TLS) (string, string, error) {
-	dir := filepath.Join(d.privateDir(cfg), "control")
-	if err := os.RemoveAll(dir); err != nil {
-		return "", "", err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", "", err
-	}
-	if err := os.WriteFile(filepath.Join(dir, ".erlang.cookie"), []byte(cookie), 0o400); err != nil {
-		return "", "", err
-	}
-	if tls == nil {
-		return dir, "", nil
-	}
-	opt := filepath.Join(dir, "ssl_dist.conf")
-	return dir, opt, os.WriteFile(opt, launch.SSLDistOpts(tls), 0o600)
 }

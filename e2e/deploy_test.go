@@ -48,13 +48,17 @@ func TestDeployments(t *testing.T) {
 		t.Fatalf("deploy 0.1.0: exit %d\n%s", code, out)
 	}
 
-	// The two allocations run on both clients and their nodes form one
-	// cluster across them.
+	// The two allocations run on both clients. Their nodes do not form
+	// one cluster here: each client's driver has a port mapper of its own
+	// that answers only for its nodes, and a node registers with the one
+	// on 127.0.0.1 (OTP's erl_epmd always dials it there), so two clients
+	// on one host cannot look up each other's nodes. On real hosts they
+	// do; TestClusterThroughConsul and TestNodesOnDifferentPortsConnect
+	// cover clustering and lookups across ports.
 	st := d.status(2)
 	if st[0].Client == st[1].Client {
 		t.Errorf("both allocations run on %s; want one on each client", st[0].Client)
 	}
-	d.waitPeers(st)
 
 	cc, err := consul.NewClient(&consul.Config{Address: strings.TrimPrefix(dc.ConsulAddr, "http://"), Token: dc.ConsulToken})
 	if err != nil {
@@ -244,34 +248,6 @@ func (d *deployer) status(n int) []rollout.Status {
 		d.t.Fatal(err)
 	}
 	return st
-}
-
-// waitPeers waits until each node sees every other node of st.
-func (d *deployer) waitPeers(st []rollout.Status) {
-	d.t.Helper()
-	err := waitEvery(time.Second, time.Minute, func() error {
-		st := d.status(len(st))
-		for _, s := range st {
-			for _, o := range st {
-				if o.Node != s.Node && !contains(s.Peers, o.Node) {
-					return fmt.Errorf("%s (on %s) sees %v, not %s (on %s)", s.Node, s.Client, s.Peers, o.Node, o.Client)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		d.t.Error(err)
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // waitReverted waits until Nomad has reverted the job to a version without
