@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
+
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
