@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/nomad/helper/uuid"
 	"github.com/hashicorp/nomad/plugins/drivers"
+
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
+
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
 )
 
