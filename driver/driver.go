@@ -257,6 +257,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		procState:    drivers.TaskStateRunning,
 		startedAt:    time.Now().Round(time.Millisecond),
 		pid:          ps.Pid,
+		oom:          oomCounter(cfg),
 		hotKick:      make(chan struct{}, 1),
 		state: taskState{
 			ReattachConfig: pstructs.ReattachConfigFromGoPlugin(pluginClient.ReattachConfig()),
@@ -356,6 +357,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		procState:    drivers.TaskStateRunning,
 		startedAt:    st.StartedAt,
 		pid:          st.Pid,
+		oom:          oomCounter(handle.Config),
 		hotKick:      make(chan struct{}, 1),
 		state:        st,
 	}
@@ -393,7 +395,7 @@ func (d *Driver) WaitTask(ctx context.Context, taskID string) (<-chan *drivers.E
 		case err != nil:
 			result = &drivers.ExitResult{Err: fmt.Errorf("executor: error waiting on process: %w", err)}
 		default:
-			result = &drivers.ExitResult{ExitCode: ps.ExitCode, Signal: ps.Signal}
+			result = h.exitResultOf(ps)
 		}
 		select {
 		case <-ctx.Done():

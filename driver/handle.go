@@ -66,6 +66,9 @@ type taskHandle struct {
 
 	pid   int
 	state taskState
+	// oom counts OOM kills in the task's memory cgroup; nil where that
+	// cannot be read.
+	oom *oomCount
 
 	// stopCluster ends the clustering loop, if any.
 	stopCluster context.CancelFunc
@@ -116,9 +119,6 @@ func (h *taskHandle) run() {
 		return
 	}
 	h.procState = drivers.TaskStateExited
-	h.exitResult = &drivers.ExitResult{
-		ExitCode: ps.ExitCode,
-		Signal:   ps.Signal,
-	}
+	h.exitResult = h.exitResultOf(ps)
 	h.completedAt = ps.Time
 }
