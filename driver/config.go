@@ -282,6 +282,10 @@ type TLSConfig struct {
 // enabled reports whether the tls block is set.
 func (t TLSConfig) enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
 
+// maxPreCommandTimeout bounds pre_command_timeout: a pre-command holds the
+// task's start, and with it a StartTask call of the client.
+const maxPreCommandTimeout = time.Hour
+
 func (c *TaskConfig) preCommandTimeout() time.Duration {
 	d, err := time.ParseDuration(c.PreCommandTimeout)
 	if err != nil || d <= 0 {
@@ -365,6 +369,9 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	if c.PreCommandTimeout != "" {
 		if d, err := time.ParseDuration(c.PreCommandTimeout); err != nil || d <= 0 {
 			errs = append(errs, fmt.Errorf("pre_command_timeout %q must be a positive duration such as \"5m\"", c.PreCommandTimeout))
+		} else if d > maxPreCommandTimeout {
+			errs = append(errs, fmt.Errorf("pre_command_timeout %q is over the limit of %s; a pre-command holds the task's start, "+
+				"so run longer work as a batch job", c.PreCommandTimeout, maxPreCommandTimeout))
 		}
 	}
 	if c.HotUpgrade.Enabled {

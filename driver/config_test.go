@@ -83,6 +83,7 @@ func TestTaskConfigValidate(t *testing.T) {
 		{"empty pre-command", func(c *TaskConfig) { c.PreCommands = [][]string{{}} }, true, "pre_commands[0] is empty"},
 		{"eval without expression", func(c *TaskConfig) { c.PreCommands = [][]string{{"eval"}} }, true, "exactly one expression"},
 		{"bad pre-command timeout", func(c *TaskConfig) { c.PreCommandTimeout = "soon" }, true, "pre_command_timeout"},
+		{"unbounded pre-command timeout", func(c *TaskConfig) { c.PreCommandTimeout = "1000h" }, true, "over the limit of 1h0m0s"},
 		{"bad cookie env", func(c *TaskConfig) { c.DistPort, c.CookieEnv = "dist", "MY-COOKIE" }, true, "cookie_env"},
 		{"node name without port", func(c *TaskConfig) { c.NodeName = "shop" }, true, "dist_port is not"},
 	}
