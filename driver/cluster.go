@@ -328,5 +328,40 @@ func dialTaskSocket(ctx context.Context, dir, sub, name string) (net.Conn, error
 		return nil, fmt.Errorf("%s/%s is not a socket", sub, name)
 	}
 	var d net.Dialer
-	return d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))
+	c, err := d.DialContext(ctx, "unix", "/proc/self/fd/"+strconv.Itoa(fd))
+	if err != nil {
+		return nil, err
+	}
+	// The task's user may replace the socket with one of its own that
+	// serves a fake API: only the Nomad agent's, which runs as root, is
+	// answered.
+	if uid, err := peerUID(c); err != nil || uid != os.Geteuid() {
+		c.Close()
+		return nil, fmt.Errorf("%s/%s is not served by the Nomad agent (peer uid %d, %v)", sub, name, uid, err)
+	}
+	return c, nil
+}
+
+// peerUID returns the uid of the process at the other end of a unix
+// socket connection.
+func peerUID(c net.Conn) (int, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return -1, errors.New("not a unix socket connection")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return -1, err
+	}
+	if cerr != nil {
+		return -1, cerr
+	}
+	return int(cred.Uid), nil
 }

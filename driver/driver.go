@@ -240,8 +240,8 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		User:       cfg.User,
 		TaskDir:    cfg.TaskDir().Dir,
 		WorkDir:    p.release.Root,
-		StdoutPath: cfg.StdoutPath,
-		StderrPath: cfg.StderrPath,
+		StdoutPath: logs.stdoutPath,
+		StderrPath: logs.stderrPath,
 		Resources:  cfg.Resources,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -262,4 +263,67 @@ func TestLogFIFOLinkRefused(t *testing.T) {
 	if b, _ := os.ReadFile(victim); string(b) != "# host file\n" {
 		t.Fatalf("the host file changed: %q", b)
 	}
+}
+
+// TestTaskSocketOfTheTaskRefused is a Task API socket that the task's own
+// user serves, in place of the Nomad agent's: the driver must not talk to
+// it, or the task could hand it fake hot-upgrade targets.
+func TestTaskSocketOfTheTaskRefused(t *testing.T) {
+	// Not t.TempDir: its parent is closed to other users.
+	task, err := os.MkdirTemp("", "beam-task-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(task) })
+	if err := os.Chmod(task, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secrets := filepath.Join(task, "secrets")
+	if err := os.MkdirAll(secrets, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(secrets, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	l := listenAs(t, 65534, filepath.Join(secrets, "api.sock"))
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := dialTaskSocket(ctx, task, "secrets", "api.sock")
+	if err == nil {
+		c.Close()
+		t.Fatal("talked to a socket that the task's user serves")
+	}
+	if !strings.Contains(err.Error(), "not served by the Nomad agent (peer uid 65534") {
+		t.Fatalf("error %v, want one saying the socket is not the agent's", err)
+	}
+}
+
+// listenAs listens on a unix socket with the effective uid set to uid on
+// this thread alone: the kernel records the listener's credentials, which
+// its peers see through SO_PEERCRED.
+func listenAs(t *testing.T, uid int, path string) net.Listener {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, ^uintptr(0), uintptr(uid), ^uintptr(0)); e != 0 {
+		t.Fatalf("setresuid: %v", e)
+	}
+	l, err := net.Listen("unix", path)
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, ^uintptr(0), 0, ^uintptr(0)); e != 0 {
+		panic("cannot become root again: " + e.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -25,11 +25,16 @@ import (
 // logmon stops reading at the first end-of-file.
 type taskLogs struct {
 	stdout, stderr io.WriteCloser
+	// stdoutPath and stderrPath are what the executor opens: the FIFOs
+	// the driver has open and checked, by /proc/PID/fd/N, which no task
+	// can swap for a link, unlike their names in alloc/logs.
+	stdoutPath, stderrPath string
 }
 
 func openTaskLogs(cfg *drivers.TaskConfig) (*taskLogs, error) {
 	if cfg.StdoutPath == "" || cfg.StderrPath == "" {
-		return &taskLogs{stdout: nopCloser{io.Discard}, stderr: nopCloser{io.Discard}}, nil
+		return &taskLogs{stdout: nopCloser{io.Discard}, stderr: nopCloser{io.Discard},
+			stdoutPath: cfg.StdoutPath, stderrPath: cfg.StderrPath}, nil
 	}
 	out, err := openFIFO(cfg, cfg.StdoutPath)
 	if err != nil {
@@ -40,7 +45,13 @@ func openTaskLogs(cfg *drivers.TaskConfig) (*taskLogs, error) {
 		out.Close()
 		return nil, fmt.Errorf("open task stderr: %w", err)
 	}
-	return &taskLogs{stdout: out, stderr: errw}, nil
+	return &taskLogs{stdout: out, stderr: errw, stdoutPath: fdPath(out), stderrPath: fdPath(errw)}, nil
+}
+
+// fdPath names an open file of this process so that another process (the
+// executor, as root) opens the very same file.
+func fdPath(f *os.File) string {
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), f.Fd())
 }
 
 // openFIFO opens one of the FIFOs that Nomad's log collector reads, for
@@ -65,9 +76,14 @@ func openFIFO(cfg *drivers.TaskConfig, p string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (not the FIFO Nomad made; the node is not started)", rel, why(err))
 	}
+	// Nomad's log collector makes them, as root: a task cannot make one
+	// with that owner.
 	fi, err := f.Stat()
-	if err == nil && fi.Mode().Type() != fs.ModeNamedPipe {
-		err = fmt.Errorf("%s is not the FIFO Nomad made; the node is not started", rel)
+	if err == nil {
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().Type() != fs.ModeNamedPipe || !ok || int(st.Uid) != os.Geteuid() {
+			err = fmt.Errorf("%s is not the FIFO Nomad made; the node is not started", rel)
+		}
 	}
 	if err != nil {
 		f.Close()

@@ -87,9 +87,12 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 	}
 	cmd.Env = c.Env
 	cmd.Dir = c.Dir
-	if c.Credential != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.Credential}
-	}
+	// A process group of its own, killed whole at the deadline, and no
+	// wait past it for output that a leftover child holds open: a call
+	// ends on time whatever the program does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
