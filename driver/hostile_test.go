@@ -327,3 +327,38 @@ func listenAs(t *testing.T, uid int, path string) net.Listener {
 	}
 	return l
 }
+
+// TestNodeNameOfAnotherAllocation is a job that sets node_name to the name
+// of another allocation's node on the client: it must not start, even while
+// the other allocation's task is between two runs and its name is not
+// registered.
+func TestNodeNameOfAnotherAllocation(t *testing.T) {
+	d, _ := newHarness(t)
+	path, sum := fakeRelease(t)
+	first := taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path, SHA256: sum}})
+	allocDir := filepath.Join(t.TempDir(), first.AllocID)
+	if err := os.Mkdir(allocDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec := &record{AllocDir: allocDir, Node: "shop-1a2b3c4d@127.0.0.1"}
+	if err := d.saveRecord(first, rec); err != nil {
+		t.Fatal(err)
+	}
+	other := taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path, SHA256: sum}})
+	if !d.claimed(other, "shop-1a2b3c4d@10.0.0.9") {
+		t.Fatal("another allocation may take a live allocation's node name")
+	}
+	if d.claimed(first, "shop-1a2b3c4d@127.0.0.1") {
+		t.Fatal("an allocation's own record counts against it")
+	}
+	// Once the first allocation's directory is gone, its record goes too.
+	if err := os.RemoveAll(allocDir); err != nil {
+		t.Fatal(err)
+	}
+	if d.claimed(other, "shop-1a2b3c4d@127.0.0.1") {
+		t.Fatal("the name stays claimed after its allocation is gone")
+	}
+	if _, err := os.Stat(d.recordPath(first)); err == nil {
+		t.Fatal("the record of a gone allocation was kept")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
@@ -17,7 +18,8 @@ import (
 // staged is a hot-upgrade package in a tree the plugin owns.
 type staged struct {
 	*relup.Package
-	sum string // the tarball's sha256, if known
+	tree string // the plugin's tree that holds it
+	sum  string // the tarball's sha256, if known
 }
 
 // stageHot fetches the target through the node's cache into a tree the
@@ -27,19 +29,24 @@ func (d *Driver) stageHot(ctx context.Context, h *taskHandle, st *taskState, t h
 	if err != nil {
 		return nil, err
 	}
+	pkg, err := inspectStaged(tree, st.ReleaseName, t)
+	if err != nil {
+		d.dropUnused(h, tree, sum)
+		return nil, err
+	}
+	return &staged{Package: pkg, tree: tree, sum: sum}, nil
+}
+
+func inspectStaged(tree, name string, t hotTarget) (*relup.Package, error) {
 	src := fetch.Redact(t.Source)
-	rel, err := release.Find(tree, st.ReleaseName)
+	rel, err := release.Find(tree, name)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src, err)
 	}
 	if rel.Version != t.Version {
 		return nil, fmt.Errorf("%s holds %s %s, not %s", src, rel.Name, rel.Version, t.Version)
 	}
-	pkg, err := relup.Inspect(rel.Root, st.ReleaseName)
-	if err != nil {
-		return nil, err
-	}
-	return &staged{Package: pkg, sum: sum}, nil
+	return relup.Inspect(rel.Root, name)
 }
 
 // mergeHot copies the package's files that the node's release root does
@@ -90,16 +97,21 @@ func openReleaseRoot(cfg *drivers.TaskConfig, root string) (*os.Root, error) {
 	return td.Root().OpenRoot(rel)
 }
 
-// unholdUnused drops the task's hold on the cached release sum unless the
-// task's release still uses it.
-func (d *Driver) unholdUnused(h *taskHandle, sum string) {
-	if sum == "" || sum == h.rec.SHA256 {
-		return
-	}
-	for _, p := range h.rec.Hot {
-		if p.SHA256 == sum {
+// dropUnused lets go of a staged package that did not join the task's
+// release: its hold on the cache, or its private tree. Refused targets must
+// not pile up past cache_max_mb.
+func (d *Driver) dropUnused(h *taskHandle, tree, sum string) {
+	for _, root := range h.rec.Trees {
+		if root == tree || strings.HasPrefix(root, tree+string(filepath.Separator)) {
 			return
 		}
+	}
+	if sum == "" {
+		_ = os.RemoveAll(tree)
+		return
+	}
+	if sum == h.rec.SHA256 {
+		return
 	}
 	if store, err := d.store(h.taskConfig); err == nil {
 		store.Unhold(sum, h.taskConfig.ID)

@@ -58,13 +58,21 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if rec != nil {
 		d.event(cfg, "Restarting: the release is rebuilt from this node's verified copy")
 	} else {
-		d.sweepRecords()
 		rec = &record{AllocDir: cfg.AllocDir, Source: tc.Release.Source, SHA256: tc.Release.SHA256}
 	}
-	tree, _, err := d.releaseTree(ctx, cfg, tc.Release, logger)
+	node, port, err := nodeName(cfg, tc)
+	if err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
+	if d.claimed(cfg, node) {
+		return nil, d.fail(cfg, "node name %s belongs to another allocation on this client; set another node_name", shortName(node))
+	}
+	rec.Node = node
+	tree, sum, err := d.releaseTree(ctx, cfg, tc.Release, logger)
 	if err != nil {
 		return nil, err
 	}
+	d.holdForAlloc(cfg, sum)
 	rel, err := release.Find(tree, tc.Release.Name)
 	if err != nil {
 		return nil, d.fail(cfg, "Bad release in %s: %v", src, err)
@@ -99,11 +107,8 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err := d.saveRecord(cfg, rec); err != nil {
 		return nil, d.fail(cfg, "cannot save the task's record in data_dir: %v", err)
 	}
+	d.prunePrivate(cfg, rec.Trees)
 
-	node, port, err := nodeName(cfg, tc)
-	if err != nil {
-		return nil, d.fail(cfg, "%v", err)
-	}
 	cookie, err := readCookie(td, cfg, tc)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)

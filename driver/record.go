@@ -40,6 +40,9 @@ type record struct {
 	Trees map[string]string `json:"trees,omitempty"`
 	// HotLog is the hot-upgrade history.
 	HotLog hotRecord `json:"hot_log"`
+	// Node is the node's full name, which no other task on the client may
+	// take while the allocation lives.
+	Node string `json:"node,omitempty"`
 }
 
 // hotPackage is one hot-upgrade package that joined a task's release.
@@ -67,23 +70,34 @@ func (d *Driver) privateDir(cfg *drivers.TaskConfig) string {
 	return strings.TrimSuffix(d.recordPath(cfg), ".json") + ".d"
 }
 
-// loadRecord returns the task's record, or nil when there is none.
+// loadRecord returns the task's record, or nil when there is none. A
+// damaged record (a crash while it was written, say) counts as none: the
+// task then starts afresh, from the release in its config.
 func (d *Driver) loadRecord(cfg *drivers.TaskConfig) (*record, error) {
-	b, err := os.ReadFile(d.recordPath(cfg))
+	r, err := readRecord(d.recordPath(cfg))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		d.logger.Warn("ignoring a damaged task record", "alloc_id", cfg.AllocID, "task_name", cfg.Name, "error", err)
+		return nil, nil
+	}
+	return r, nil
+}
+
+func readRecord(path string) (*record, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("task record %s is damaged: %w", d.recordPath(cfg), err)
+		return nil, fmt.Errorf("task record %s is damaged: %w", path, err)
 	}
 	return &r, nil
 }
 
-// saveRecord writes the task's record atomically.
+// saveRecord writes the task's record atomically and durably.
 func (d *Driver) saveRecord(cfg *drivers.TaskConfig, r *record) error {
 	if err := os.MkdirAll(d.recordDir(), 0o700); err != nil {
 		return err
@@ -92,39 +106,66 @@ func (d *Driver) saveRecord(cfg *drivers.TaskConfig, r *record) error {
 	if err != nil {
 		return err
 	}
-	p := d.recordPath(cfg)
 	f, err := os.CreateTemp(d.recordDir(), ".record-*")
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(b)
-	if err = errors.Join(err, f.Close()); err != nil {
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
 		os.Remove(f.Name())
 		return err
 	}
-	if err := os.Rename(f.Name(), p); err != nil {
+	if err := os.Rename(f.Name(), d.recordPath(cfg)); err != nil {
 		os.Remove(f.Name())
 		return err
 	}
 	return nil
 }
 
-// sweepRecords removes the records and private files of allocations whose
-// directory is gone.
-func (d *Driver) sweepRecords() {
+// records returns the records of live allocations other than the task's,
+// and removes those of allocations whose directory is gone, with their
+// private files and their holds on the release cache.
+func (d *Driver) records(cfg *drivers.TaskConfig) []*record {
+	var live []*record
+	own := d.recordPath(cfg)
 	files, _ := filepath.Glob(filepath.Join(d.recordDir(), "*.json"))
 	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		var r record
-		if json.Unmarshal(b, &r) != nil || r.AllocDir == "" {
+		r, err := readRecord(f)
+		if err != nil || r.AllocDir == "" {
 			continue
 		}
 		if _, err := os.Stat(r.AllocDir); errors.Is(err, fs.ErrNotExist) {
 			_ = os.RemoveAll(strings.TrimSuffix(f, ".json") + ".d")
 			_ = os.Remove(f)
+			d.releaseCache(strings.TrimSuffix(filepath.Base(f), ".json"))
+			continue
+		}
+		if f != own {
+			live = append(live, r)
 		}
 	}
+	return live
+}
+
+// claimed reports whether another live allocation on this client runs, or
+// ran and may run again, a node of the short name of node: a restart
+// within an allocation, or a plugin restart, leaves a moment in which the
+// port mapper does not know the name, and no other task may take it then.
+func (d *Driver) claimed(cfg *drivers.TaskConfig, node string) bool {
+	others := d.records(cfg) // sweeps, whatever node is
+	if node == "" {
+		return false
+	}
+	for _, r := range others {
+		if r.Node != "" && shortName(r.Node) == shortName(node) {
+			return true
+		}
+	}
+	return false
+}
+
+// holder names the task's hold on the release cache for as long as its
+// allocation lives: its restarts rebuild the release from there.
+func holder(cfg *drivers.TaskConfig) string {
+	return cfg.AllocID + "." + url.PathEscape(cfg.Name)
 }

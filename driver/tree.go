@@ -2,8 +2,6 @@ package driver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -37,11 +35,14 @@ func (d *Driver) releaseTree(ctx context.Context, cfg *drivers.TaskConfig, rc Re
 	src := fetch.Redact(rc.Source)
 	if tb.sha256 == "" {
 		d.event(cfg, "Unpacking release (%s, %s)", humanBytes(tb.size), tb.note)
-		sum := sha256.Sum256([]byte(rc.Source))
-		dir := filepath.Join(d.privateDir(cfg), "tree-"+hex.EncodeToString(sum[:8]))
-		_ = os.RemoveAll(dir)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return "", "", d.fail(cfg, "cannot create %s: %v", dir, err)
+		// A new directory each time: the same source may hold other
+		// content now, and a tree that a version was read from stays.
+		if err := os.MkdirAll(d.privateDir(cfg), 0o700); err != nil {
+			return "", "", d.fail(cfg, "cannot create %s: %v", d.privateDir(cfg), err)
+		}
+		dir, err := os.MkdirTemp(d.privateDir(cfg), "tree-")
+		if err != nil {
+			return "", "", d.fail(cfg, "cannot create a directory in %s: %v", d.privateDir(cfg), err)
 		}
 		if err := d.buildTree(tb.path, dir); err != nil {
 			_ = os.RemoveAll(dir)
@@ -137,10 +138,11 @@ func (d *Driver) copyRelease(ctx context.Context, cfg *drivers.TaskConfig, td *t
 
 	versions := []string{rec.Base}
 	for _, hp := range rec.Hot {
-		t, _, err := d.releaseTree(ctx, cfg, ReleaseConfig{Source: hp.Source, SHA256: hp.SHA256, hot: true}, logger)
+		t, sum, err := d.releaseTree(ctx, cfg, ReleaseConfig{Source: hp.Source, SHA256: hp.SHA256, hot: true}, logger)
 		if err != nil {
 			return nil, err
 		}
+		d.holdForAlloc(cfg, sum)
 		hr, err := release.Find(t, rel.Name)
 		if err == nil && hr.Version != hp.Version {
 			err = fmt.Errorf("it holds version %s", hr.Version)
@@ -202,4 +204,31 @@ func unpackError(err error) error {
 // own files, which a task's copy leaves out.
 func reserved(rel string) bool {
 	return strings.HasPrefix(filepath.Base(rel), unpack.ReservedPrefix)
+}
+
+// holdForAlloc holds a cached release for the task's allocation, not just
+// this run of the task: a restart rebuilds the release from the cache,
+// and the source may be gone by then (a presigned URL expires).
+func (d *Driver) holdForAlloc(cfg *drivers.TaskConfig, sum string) {
+	if sum == "" {
+		return
+	}
+	if store, err := d.store(cfg); err == nil {
+		_ = store.Hold(sum, holder(cfg))
+	}
+}
+
+// prunePrivate removes the task's private trees that no version in trees
+// is read from.
+func (d *Driver) prunePrivate(cfg *drivers.TaskConfig, trees map[string]string) {
+	dirs, _ := filepath.Glob(filepath.Join(d.privateDir(cfg), "tree-*"))
+	for _, dir := range dirs {
+		used := false
+		for _, root := range trees {
+			used = used || root == dir || strings.HasPrefix(root, dir+string(filepath.Separator))
+		}
+		if !used {
+			_ = os.RemoveAll(dir)
+		}
+	}
 }

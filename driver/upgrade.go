@@ -111,6 +111,11 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 			d.recordHot(h, raw, current, current, outcomeOf(err), err)
 			return false
 		}
+		if h.rec.Permanent != current && st.Trees[current] != "" {
+			// Made permanent just before a plugin restart that kept the
+			// record from saying so: a restart of the task boots it.
+			h.rec.Permanent = current
+		}
 		d.recordHot(h, raw, current, current, hotCurrent, nil)
 		return false
 	}
@@ -154,7 +159,7 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		}
 		// A package that does not join the release keeps no hold on the
 		// cache: refused targets must not pile up past cache_max_mb.
-		defer d.unholdUnused(h, pkg.sum)
+		defer d.dropUnused(h, pkg.tree, pkg.sum)
 		if err := pkg.CheckUpgrade(st.ReleaseName, step.from, st.ERTS); err != nil {
 			return refuse(err)
 		}
@@ -168,6 +173,7 @@ func (d *Driver) upgrade(ctx context.Context, h *taskHandle, node *hot.Node, ste
 		h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(p hotPackage) bool { return p.Version == t.Version })
 		h.rec.Hot = append(h.rec.Hot, hotPackage{Version: t.Version, Source: t.Source, SHA256: pkg.sum})
 		h.rec.Trees = mapWith(h.rec.Trees, t.Version, pkg.Root)
+		d.holdForAlloc(h.taskConfig, pkg.sum)
 		h.addTree(t.Version, pkg.Root)
 		d.saveHot(h)
 		if _, err := node.Unpacked(ctx, pkg.RelFileIn(st.ReleaseRoot)); err != nil {

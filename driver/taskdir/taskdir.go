@@ -135,11 +135,14 @@ func (d *Dir) Fresh(rel string, mode fs.FileMode) (*os.Root, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", rel, err)
 	}
-	// The task may have swapped the name between Mkdir and OpenRoot: the
-	// directory must be the plugin's own.
+	// The task may have swapped the name between Mkdir and OpenRoot: what
+	// was opened must be the plugin's own directory, still at that name.
 	fi, err := r.Stat(".")
-	if err == nil && !ownedByPlugin(fi) {
-		err = errors.New("replaced while it was being created")
+	if err == nil {
+		li, lerr := d.root.Lstat(rel)
+		if lerr != nil || !ownedByPlugin(fi) || li.Mode()&fs.ModeSymlink != 0 || !os.SameFile(fi, li) {
+			err = errors.New("replaced while it was being created")
+		}
 	}
 	if err != nil {
 		r.Close()
