@@ -35,10 +35,7 @@ type hotResult struct {
 
 // loadHot reads the task's record, with its hot-upgrade history.
 func (d *Driver) loadHot(h *taskHandle) {
-	rec, err := d.loadRecord(h.taskConfig)
-	if err != nil {
-		h.logger.Warn("ignoring a damaged task record", "error", err)
-	}
+	rec := d.loadRecord(h.taskConfig)
 	if rec == nil {
 		rec = &record{AllocDir: h.taskConfig.AllocDir}
 	}

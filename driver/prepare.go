@@ -48,10 +48,7 @@ type prepared struct {
 // as it stood, hot-upgrade packages included, from the plugin's record.
 func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, logger hclog.Logger) (*prepared, error) {
 	src := fetch.Redact(tc.Release.Source)
-	rec, err := d.loadRecord(cfg)
-	if err != nil {
-		return nil, d.fail(cfg, "%v", err)
-	}
+	rec := d.loadRecord(cfg)
 	if rec != nil && (rec.Source != tc.Release.Source || rec.SHA256 != tc.Release.SHA256) {
 		rec = nil
 	}

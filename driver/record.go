@@ -73,16 +73,12 @@ func (d *Driver) privateDir(cfg *drivers.TaskConfig) string {
 // loadRecord returns the task's record, or nil when there is none. A
 // damaged record (a crash while it was written, say) counts as none: the
 // task then starts afresh, from the release in its config.
-func (d *Driver) loadRecord(cfg *drivers.TaskConfig) (*record, error) {
+func (d *Driver) loadRecord(cfg *drivers.TaskConfig) *record {
 	r, err := readRecord(d.recordPath(cfg))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.logger.Warn("ignoring a damaged task record", "alloc_id", cfg.AllocID, "task_name", cfg.Name, "error", err)
-		return nil, nil
 	}
-	return r, nil
+	return r
 }
 
 func readRecord(path string) (*record, error) {
