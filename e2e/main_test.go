@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -76,6 +78,7 @@ func run(m *testing.M) int {
 	code := m.Run()
 	cluster.Stop()
 	if code == 0 {
+		unmountUnder(dir)
 		os.RemoveAll(dir)
 	} else {
 		fmt.Fprintf(os.Stderr, "e2e: agent logs kept in %s\n", dir)
@@ -162,4 +165,26 @@ func (s *releaseServer) SHA256(t testing.TB, name string) string {
 // uniqueJob returns a job ID that no other test uses.
 func uniqueJob(t testing.TB, prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000)
+}
+
+// unmountUnder detaches what Nomad left mounted below dir: the secrets
+// tmpfs of tasks that ran as root stays after the agent stops, and keeps
+// os.RemoveAll from removing the directory.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			points = append(points, f[1])
+		}
+	}
+	// Deepest first.
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		_ = syscall.Unmount(p, syscall.MNT_DETACH)
+	}
 }
