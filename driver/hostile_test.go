@@ -177,15 +177,7 @@ func TestTaskSocketLinkRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		go acceptAndClose(l)
 		return l
 	}
 	serve(filepath.Join(task, "secrets", "api.sock"))
@@ -287,15 +279,7 @@ func TestTaskSocketOfTheTaskRefused(t *testing.T) {
 	}
 	l := listenAs(t, 65534, filepath.Join(secrets, "api.sock"))
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(l)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	c, err := dialTaskSocket(ctx, task, "secrets", "api.sock")
@@ -360,5 +344,17 @@ func TestNodeNameOfAnotherAllocation(t *testing.T) {
 	}
 	if _, err := os.Stat(d.recordPath(first)); err == nil {
 		t.Fatal("the record of a gone allocation was kept")
+	}
+}
+
+// acceptAndClose answers every connection to l by closing it, until l is
+// closed.
+func acceptAndClose(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
 	}
 }
