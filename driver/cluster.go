@@ -52,7 +52,7 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 		logger.Error("clustering off: no Consul client", "error", err)
 		return
 	}
-	ctl, err := d.controlClient(h.taskConfig, &h.state)
+	ctl, err := d.controlClient(h, &h.state)
 	if err != nil {
 		logger.Error("clustering off", "error", err)
 		return

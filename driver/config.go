@@ -75,6 +75,15 @@ var (
 			hclspec.NewLiteral("4096"),
 		),
 		"file_roots": hclspec.NewAttr("file_roots", "list(string)", false),
+		"default_user": hclspec.NewDefault(
+			hclspec.NewAttr("default_user", "string", false),
+			hclspec.NewLiteral(`"nobody"`),
+		),
+		"isolation": hclspec.NewDefault(
+			hclspec.NewAttr("isolation", "string", false),
+			hclspec.NewLiteral(`"landlock"`),
+		),
+		"read_only_paths": hclspec.NewAttr("read_only_paths", "list(string)", false),
 		"max_unpacked_mb": hclspec.NewDefault(
 			hclspec.NewAttr("max_unpacked_mb", "number", false),
 			hclspec.NewLiteral("4096"),
@@ -173,7 +182,22 @@ type Config struct {
 	// sources may read from. Empty turns file sources off: they would read
 	// any file the plugin (root) can.
 	FileRoots []string `codec:"file_roots"`
+	// DefaultUser runs tasks whose jobspec sets no user; "nobody" by
+	// default, as Nomad's exec driver.
+	DefaultUser string `codec:"default_user"`
+	// Isolation is "landlock" (the default): a task sees its own
+	// directories and the host's system paths, read-only. "none" leaves
+	// it the whole host, as raw_exec.
+	Isolation string `codec:"isolation"`
+	// ReadOnlyPaths are more host paths that confined tasks may read.
+	ReadOnlyPaths []string `codec:"read_only_paths"`
 }
+
+// Isolation modes.
+const (
+	isolationLandlock = "landlock"
+	isolationNone     = "none"
+)
 
 func (c *Config) validate() error {
 	if c.DataDir == "" {
@@ -207,6 +231,22 @@ func (c *Config) validate() error {
 	}
 	if c.MaxUnpackedMB == 0 {
 		c.MaxUnpackedMB = 4096
+	}
+	if c.DefaultUser == "" {
+		c.DefaultUser = "nobody"
+	}
+	switch c.Isolation {
+	case "":
+		c.Isolation = isolationLandlock
+	case isolationLandlock, isolationNone:
+	default:
+		return fmt.Errorf(`isolation = %q must be "landlock" (the default) or "none" (no file-system isolation, as raw_exec)`, c.Isolation)
+	}
+	for i, p := range c.ReadOnlyPaths {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("read_only_paths[%d] = %q must be an absolute path", i, p)
+		}
+		c.ReadOnlyPaths[i] = filepath.Clean(p)
 	}
 	for i, r := range c.FileRoots {
 		if !filepath.IsAbs(r) {

@@ -1,13 +1,12 @@
 package driver
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/control"
 )
@@ -16,29 +15,22 @@ import (
 // client VM under TLS distribution, with the node's own HOME, where the
 // cookie is.
 //
-// A task with a user gets its calls run as that user, from its own copy of
-// the release: nothing of the release, and no link the task planted in its
-// HOME, is run or followed as root. A task without a user runs as root in
-// the host's namespaces already, so its calls gain it nothing; they run
-// from the plugin's own tree of the release.
-func (d *Driver) controlClient(cfg *drivers.TaskConfig, st *taskState) (*control.Client, error) {
+// Calls run inside the task, through its executor and the sandbox: as the
+// task's user, confined like the node, in its cgroups and its network
+// namespace, from the task's own copy of the release. Nothing of the
+// release is ever run as root by the plugin.
+func (d *Driver) controlClient(h *taskHandle, st *taskState) (*control.Client, error) {
 	if st.Node == "" {
 		return nil, fmt.Errorf("distribution is off for this task (no dist_port)")
 	}
 	pcfg, _ := d.cfg()
-	var (
-		tree string
-		cred *control.Credential
-		err  error
-	)
-	if cfg.User != "" {
-		if cred, err = credential(cfg.User); err != nil {
-			return nil, err
-		}
-		tree = st.ReleaseRoot
-	} else if tree, err = st.tree(st.ReleaseVersion); err != nil {
+	cfg := h.taskConfig
+	box, err := d.sandboxFor(cfg)
+	if err != nil {
 		return nil, err
 	}
+	box.Cgroups = joinCgroups(cfg)
+	tree := st.ReleaseRoot
 	home, sslOpt := st.Home, st.SSLDistOptFile
 	erlCall := filepath.Join(tree, "erts-"+st.ERTS, "bin", "erl_call")
 	if _, err := os.Stat(erlCall); err != nil {
@@ -49,12 +41,16 @@ func (d *Driver) controlClient(cfg *drivers.TaskConfig, st *taskState) (*control
 		erlCall = p
 	}
 	c := &control.Client{
-		ERLCall:    erlCall,
-		Node:       st.Node,
-		Env:        []string{"HOME=" + home, "ERL_EPMD_PORT=" + strconv.Itoa(pcfg.EPMDPort), "PATH=" + os.Getenv("PATH")},
-		Dir:        home,
-		Timeout:    10 * time.Second,
-		Credential: cred,
+		ERLCall: erlCall,
+		Node:    st.Node,
+		Env:     []string{"HOME=" + home, "ERL_EPMD_PORT=" + strconv.Itoa(pcfg.EPMDPort), "PATH=" + os.Getenv("PATH")},
+		Dir:     home,
+		Timeout: 10 * time.Second,
+		Run: func(ctx context.Context, argv, env []string, dir string, stdin []byte) ([]byte, []byte, int, error) {
+			s := box
+			s.Argv, s.Env, s.Dir = argv, env, dir
+			return runInside(ctx, h.exec, s, stdin)
+		},
 	}
 	if sslOpt != "" {
 		c.SSLDistOptFile = sslOpt

@@ -186,6 +186,12 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err := tc.validate(pcfg.RequireSHA256); err != nil {
 		return nil, nil, fmt.Errorf("beam task config: %w", err)
 	}
+	if cfg.User == "" {
+		// As exec: a task that names no user runs as an unprivileged one.
+		// The client's user.denylist applies to the jobspec's user only
+		// when the client lists beam in user.checked_drivers.
+		cfg.User = pcfg.DefaultUser
+	}
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name)
 
 	started, node := false, ""
@@ -228,22 +234,16 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, d.fail(cfg, "%v", err)
 	}
 	node = p.node
+	launchCmd, err := d.launchCommand(cfg, append([]string{p.cmd.Path}, p.cmd.Args...), p.env, p.release.Root, logs)
+	if err != nil {
+		return nil, nil, d.fail(cfg, "%v", err)
+	}
 	exec, pluginClient, err := executor.CreateExecutor(logger.With("task_id", cfg.ID), client, execCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to create executor: %w", err)
 	}
 
-	ps, err := exec.Launch(&executor.ExecCommand{
-		Cmd:        p.cmd.Path,
-		Args:       p.cmd.Args,
-		Env:        p.env,
-		User:       cfg.User,
-		TaskDir:    cfg.TaskDir().Dir,
-		WorkDir:    p.release.Root,
-		StdoutPath: logs.stdoutPath,
-		StderrPath: logs.stderrPath,
-		Resources:  cfg.Resources,
-	})
+	ps, err := exec.Launch(launchCmd)
 	if err != nil {
 		pluginClient.Kill()
 		return nil, nil, fmt.Errorf("failed to start %s: %w", p.release.Name, err)
@@ -272,6 +272,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			Home:           p.home,
 			SSLDistOptFile: p.tlsOpt,
 			Trees:          p.trees,
+			User:           cfg.User,
 		},
 	}
 	h.state.StartedAt = h.startedAt
@@ -338,6 +339,9 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	var st taskState
 	if err := handle.GetDriverState(&st); err != nil {
 		return fmt.Errorf("failed to decode task state from handle: %w", err)
+	}
+	if st.User != "" {
+		handle.Config.User = st.User
 	}
 	plugRC, err := pstructs.ReattachConfigToGoPlugin(st.ReattachConfig)
 	if err != nil {
@@ -515,7 +519,15 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	if len(cmd) == 1 && cmd[0] == HealthCommand {
 		return d.health(h, timeout), nil
 	}
-	out, exitCode, err := h.exec.Exec(time.Now().Add(timeout), cmd[0], cmd[1:])
+	box, err := d.execSpec(h, cmd)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := sandboxBinary()
+	if err != nil {
+		return nil, err
+	}
+	out, exitCode, err := h.exec.Exec(time.Now().Add(timeout), bin, box.Args())
 	if err != nil {
 		return nil, err
 	}
@@ -549,7 +561,15 @@ func (d *Driver) ExecTaskStreamingRaw(ctx context.Context, taskID string, comman
 			Result: &dproto.ExitResult{ExitCode: int32(res.ExitResult.ExitCode)},
 		})
 	}
-	return h.exec.ExecStreaming(ctx, command, tty, stream)
+	box, err := d.execSpec(h, command)
+	if err != nil {
+		return err
+	}
+	bin, err := sandboxBinary()
+	if err != nil {
+		return err
+	}
+	return h.exec.ExecStreaming(ctx, append([]string{bin}, box.Args()...), tty, stream)
 }
 
 func signalByName(name string) (os.Signal, error) {

@@ -135,7 +135,7 @@ func startFake(t *testing.T, h *dtestutil.DriverHarness) (*drivers.TaskConfig, *
 	t.Helper()
 	path, sum := fakeRelease(t)
 	cfg := taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path, SHA256: sum}})
-	cleanup := h.MkAllocDir(cfg, true)
+	cleanup := mkAllocDir(t, h, cfg, true)
 	t.Cleanup(cleanup)
 	handle, _, err := h.StartTask(cfg)
 	if err != nil {
@@ -251,7 +251,7 @@ func TestStartTaskRejectsWrongSHA256(t *testing.T) {
 	path, sum := fakeRelease(t)
 	wrong := strings.Repeat("0", 64)
 	cfg := taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path, SHA256: wrong}})
-	t.Cleanup(h.MkAllocDir(cfg, false))
+	t.Cleanup(mkAllocDir(t, h, cfg, false))
 
 	events, err := d.TaskEvents(context.Background())
 	if err != nil {
@@ -314,7 +314,7 @@ func TestSHA256FromSidecar(t *testing.T) {
 	path, sum := fakeRelease(t)
 
 	cfg := taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path}})
-	t.Cleanup(h.MkAllocDir(cfg, false))
+	t.Cleanup(mkAllocDir(t, h, cfg, false))
 	_, _, err := h.StartTask(cfg)
 	if err == nil || !strings.Contains(err.Error(), ".sha256 does not exist") {
 		t.Fatalf("StartTask without any sha256 = %v, want a missing .sha256 error", err)
@@ -324,7 +324,7 @@ func TestSHA256FromSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg = taskConfig(t, &TaskConfig{Release: ReleaseConfig{Source: "file://" + path}})
-	t.Cleanup(h.MkAllocDir(cfg, true))
+	t.Cleanup(mkAllocDir(t, h, cfg, true))
 	if _, _, err := h.StartTask(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,9 @@ type taskState struct {
 	// the plugin owns: the driver reads the release there, never in the
 	// task's copy, which the task's user can change.
 	Trees map[string]string
+	// User is the user the task runs as: the jobspec's, or the plugin's
+	// default_user when it names none.
+	User string
 }
 
 // tree returns the root of the plugin's own tree of version vsn of the

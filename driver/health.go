@@ -86,7 +86,7 @@ func (d *Driver) checkNode(ctx context.Context, h *taskHandle) (msg string, ok, 
 	if st.Node == "" {
 		return "beam-health needs distribution (dist_port) to ask the node", false, false
 	}
-	ctl, err := d.controlClient(h.taskConfig, &st)
+	ctl, err := d.controlClient(h, &st)
 	if err != nil {
 		return err.Error(), false, false
 	}

@@ -7,13 +7,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
@@ -102,9 +102,11 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 // runPreCommands runs the task's pre-commands in order against the unpacked
-// release, each with the task's environment and a timeout. The first that
-// fails stops the start, with a task event that names it, its exit code
-// and the end of its output.
+// release. Each runs inside the task as its own executor Launch: the
+// task's user, isolation, resources, cgroup and network namespace, with a
+// timeout, and everything it started is killed when it ends. The first
+// that fails stops the start, with a task event that names it, its exit
+// code and the end of its output.
 func (d *Driver) runPreCommands(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, p *prepared, logs *taskLogs) error {
 	timeout := tc.preCommandTimeout()
 	for i, argv := range tc.PreCommands {
@@ -113,46 +115,108 @@ func (d *Driver) runPreCommands(ctx context.Context, cfg *drivers.TaskConfig, tc
 		if err != nil {
 			return d.fail(cfg, "%s: %v", desc, err)
 		}
-		tail := &tailWriter{max: 4096}
 		fmt.Fprintf(logs.stdout, "==> beam driver: running %s\n", desc)
-
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		cmd := exec.CommandContext(cctx, path, args...)
-		cmd.Dir = p.release.Root
-		cmd.Env = p.env
-		cmd.Stdout = io.MultiWriter(logs.stdout, tail)
-		cmd.Stderr = io.MultiWriter(logs.stderr, tail)
-		// Its own process group, so a timeout kills everything it started.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		cmd.WaitDelay = 5 * time.Second
-		if cfg.User != "" {
-			cred, err := credential(cfg.User)
-			if err != nil {
-				cancel()
-				return d.fail(cfg, "%s: %v", desc, err)
-			}
-			cmd.SysProcAttr.Credential = cred
-		}
 		start := time.Now()
-		err = cmd.Run()
-		timedOut := errors.Is(cctx.Err(), context.DeadlineExceeded)
-		cancel()
+		res, err := d.runPreCommand(ctx, cfg, append([]string{path}, args...), p, logs, timeout)
 		took := time.Since(start).Round(10 * time.Millisecond)
 		if err != nil {
-			why := err.Error()
-			var ee *exec.ExitError
-			switch {
-			case timedOut:
-				why = fmt.Sprintf("timed out after %s (pre_command_timeout)", timeout)
-			case errors.As(err, &ee):
-				why = fmt.Sprintf("exit code %d after %s", ee.ExitCode(), took)
-			}
-			return d.fail(cfg, "Failed %s: %s; the node was not started. Last output:\n%s", desc, why, tail.lastLines(6))
+			return d.fail(cfg, "Failed %s: %v; the node was not started", desc, err)
+		}
+		if res.why != "" {
+			return d.fail(cfg, "Failed %s: %s after %s; the node was not started. Last output:\n%s", desc, res.why, took, res.tail)
 		}
 		d.event(cfg, "Finished %s in %s", desc, took)
 	}
 	return nil
+}
+
+// preResult is how a pre-command ended: why is empty on success.
+type preResult struct {
+	why, tail string
+}
+
+// runPreCommand runs one pre-command under an executor of its own and
+// copies its output to the task's logs.
+func (d *Driver) runPreCommand(ctx context.Context, cfg *drivers.TaskConfig, argv []string, p *prepared, logs *taskLogs, timeout time.Duration) (preResult, error) {
+	_, client := d.cfg()
+	tail := &tailWriter{max: 4096}
+	// The executor opens the write ends by /proc path, as it does the
+	// task's FIFOs; the driver reads them into the task's logs.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return preResult{}, err
+	}
+	defer outR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outW.Close()
+		return preResult{}, err
+	}
+	defer errR.Close()
+	pipes := &taskLogs{stdoutPath: fdPath(outW), stderrPath: fdPath(errW)}
+	cmd, err := d.launchCommand(cfg, argv, p.env, p.release.Root, pipes)
+	if err != nil {
+		outW.Close()
+		errW.Close()
+		return preResult{}, err
+	}
+	execCfg := &executor.ExecutorConfig{
+		LogFile:  filepath.Join(d.privateDir(cfg), "pre-command.out"),
+		LogLevel: "debug",
+		Compute:  client.Topology.Compute(),
+	}
+	ex, pc, err := executor.CreateExecutor(d.logger.With("task_id", cfg.ID, "pre_command", argv[0]), client, execCfg)
+	if err != nil {
+		outW.Close()
+		errW.Close()
+		return preResult{}, fmt.Errorf("failed to create executor: %w", err)
+	}
+	defer pc.Kill()
+	oom := oomCounter(cfg)
+	_, err = ex.Launch(cmd)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		return preResult{}, fmt.Errorf("failed to start: %w", err)
+	}
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() { defer copies.Done(); io.Copy(io.MultiWriter(logs.stdout, tail), outR) }()
+	go func() { defer copies.Done(); io.Copy(io.MultiWriter(logs.stderr, tail), errR) }()
+
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	ps, err := ex.Wait(wctx)
+	cancel()
+	res := preResult{}
+	switch {
+	case err != nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
+		res.why = fmt.Sprintf("timed out after %s (pre_command_timeout)", timeout)
+	case err != nil:
+		res.why = fmt.Sprintf("lost its executor: %v", err)
+	case oom.killed():
+		res.why = "killed by the task's memory limit (OOM Killed)"
+	case ps.Signal != 0:
+		res.why = fmt.Sprintf("killed by signal %d", ps.Signal)
+	case ps.ExitCode != 0:
+		res.why = fmt.Sprintf("exit code %d", ps.ExitCode)
+	}
+	// Nothing it started outlives it: not its process group, nor what
+	// left that group with setsid.
+	_ = ex.Shutdown("SIGKILL", 0)
+	if err := killCgroup(cfg); err != nil {
+		d.logger.Warn("pre-command left processes behind", "task_id", cfg.ID, "error", err)
+	}
+	done := make(chan struct{})
+	go func() { copies.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		// A process outside the cgroup holds the pipes: stop reading.
+		outR.Close()
+		errR.Close()
+	}
+	res.tail = tail.lastLines(6)
+	return res, nil
 }
 
 // tailWriter keeps the last max bytes written to it, from stdout and

@@ -80,7 +80,7 @@ func (d *Driver) converge(ctx context.Context, h *taskHandle, hc HotUpgradeConfi
 
 	ctx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
-	ctl, err := d.controlClient(h.taskConfig, &st)
+	ctl, err := d.controlClient(h, &st)
 	if err != nil {
 		return refuse(err)
 	}

@@ -50,6 +50,11 @@ func run(m *testing.M) int {
 	fmt.Fprintf(os.Stderr, "e2e: builds ready in %s\n", time.Since(start).Round(time.Millisecond))
 
 	dir, err := os.MkdirTemp("", "beam-e2e-")
+	if err == nil {
+		// Tasks run as nobody and must reach their directories below
+		// it, as below a client's own data_dir.
+		err = os.Chmod(dir, 0o711)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/plugins"
@@ -22,9 +23,15 @@ import (
 	_ "github.com/hashicorp/nomad/drivers/shared/executor"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/sandbox"
 )
 
 func main() {
+	// The executor runs this binary as the sandbox around every program
+	// of a task: see package sandbox.
+	if len(os.Args) > 1 && os.Args[1] == sandbox.Command {
+		sandbox.Main(os.Args[2:])
+	}
 	plugins.Serve(func(log hclog.Logger) interface{} {
 		return driver.New(context.Background(), log)
 	})

@@ -49,13 +49,15 @@ type Client struct {
 	ERL            string
 	SSLDistOptFile string
 	VMArgs         []string
-	// Credential, when set, runs calls as that user rather than the
-	// caller's.
-	Credential *Credential
+	// Run runs each call's program. The driver runs it inside the task,
+	// through the executor; nil runs it here, as a child of the caller.
+	Run Runner
 }
 
-// Credential is a user and group to run calls as.
-type Credential = syscall.Credential
+// Runner runs argv with env in dir, feeds it stdin, and returns what it
+// wrote and its exit code. It must end the program, and everything the
+// program started, once ctx is done.
+type Runner func(ctx context.Context, argv, env []string, dir string, stdin []byte) (stdout, stderr []byte, code int, err error)
 
 // Error is a call that did not return a result.
 type Error struct {
@@ -78,35 +80,33 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 	if !strings.HasSuffix(expr, ".") {
 		expr += "."
 	}
-	var cmd *exec.Cmd
+	var (
+		argv  []string
+		stdin []byte
+	)
 	if c.ERL != "" && c.SSLDistOptFile != "" {
-		cmd = exec.CommandContext(ctx, c.ERL, c.vmArgs(expr, timeout)...)
+		argv = append([]string{c.ERL}, c.vmArgs(expr, timeout)...)
 	} else {
-		cmd = exec.CommandContext(ctx, c.ERLCall, "-R", "-name", c.Node, "-timeout", strconv.Itoa(secs), "-e")
-		cmd.Stdin = strings.NewReader(expr + "\n")
+		argv = []string{c.ERLCall, "-R", "-name", c.Node, "-timeout", strconv.Itoa(secs), "-e"}
+		stdin = []byte(expr + "\n")
 	}
-	cmd.Env = c.Env
-	cmd.Dir = c.Dir
-	// A process group of its own, killed whole at the deadline, and no
-	// wait past it for output that a leftover child holds open: a call
-	// ends on time whatever the program does.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.Credential}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	result := strings.TrimSpace(out.String())
+	run := c.Run
+	if run == nil {
+		run = Local
+	}
+	out, errb, code, err := run(ctx, argv, c.Env, c.Dir, stdin)
+	result := strings.TrimSpace(string(out))
 	switch {
 	case ctx.Err() != nil:
 		return "", &Error{c.Node, fmt.Sprintf("no answer within %s", timeout)}
 	case err != nil:
-		msg := strings.TrimSpace(errb.String() + " " + result)
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && msg != "" {
-			return "", &Error{c.Node, msg}
-		}
 		return "", &Error{c.Node, err.Error()}
+	case code != 0:
+		msg := strings.TrimSpace(string(errb) + " " + result)
+		if msg == "" {
+			msg = fmt.Sprintf("exit code %d", code)
+		}
+		return "", &Error{c.Node, msg}
 	case strings.HasPrefix(result, "{ok, ") && strings.HasSuffix(result, "}"):
 		// erl_call -e answers {ok, Result}.
 		return strings.TrimSuffix(strings.TrimPrefix(result, "{ok, "), "}"), nil
@@ -114,6 +114,29 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 		return "", &Error{c.Node, result}
 	}
 	return result, nil
+}
+
+// Local is the Runner that runs the program as a child of the caller, in a
+// process group of its own that is killed whole at the deadline, with no
+// wait past it for output that a leftover child holds open.
+func Local(ctx context.Context, argv, env []string, dir string, stdin []byte) ([]byte, []byte, int, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = dir
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.Bytes(), errb.Bytes(), ee.ExitCode(), nil
+	}
+	return out.Bytes(), errb.Bytes(), 0, err
 }
 
 // vmArgs starts a hidden client VM that evaluates expr on the node over TLS
