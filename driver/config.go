@@ -129,11 +129,11 @@ var (
 		SendSignals: true,
 		Exec:        true,
 		FSIsolation: fsisolation.None,
-		// Host only, until the node's distribution works inside a group's
-		// network namespace: a driver that claimed bridge mode would run
-		// the node in the host's namespace, next to every loopback service.
+		// The host's namespace, or the group's (bridge mode), which Nomad
+		// makes and the executor enters.
 		NetIsolationModes: []drivers.NetIsolationMode{
 			drivers.NetIsolationModeHost,
+			drivers.NetIsolationModeGroup,
 		},
 		MountConfigs: drivers.MountConfigSupportNone,
 	}

@@ -149,7 +149,7 @@ func TestNodeName(t *testing.T) {
 		{TaskConfig{DistPort: "epmd"}, "", 0, `dist_port = "epmd" is not a port`},
 	}
 	for _, c := range cases {
-		name, port, err := nodeName(cfg, &c.tc)
+		name, port, _, err := nodeName(cfg, &c.tc)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Errorf("%+v: error %v, want %q", c.tc, err, c.wantErr)

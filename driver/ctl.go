@@ -52,6 +52,9 @@ func (d *Driver) controlClient(h *taskHandle, st *taskState) (*control.Client, e
 			return runInside(ctx, h.exec, s, stdin)
 		},
 	}
+	if bridged(cfg) && st.DistInside > 0 {
+		c.Address = "127.0.0.1:" + strconv.Itoa(st.DistInside)
+	}
 	if sslOpt != "" {
 		c.SSLDistOptFile = sslOpt
 		c.ERL = filepath.Join(filepath.Dir(erlCall), "erl")

@@ -49,6 +49,8 @@ type Driver struct {
 	epmdMu   sync.Mutex
 	epmd     *epmd.Server
 	epmdHost bool
+	// locals are the port mappers in bridge-mode tasks' namespaces.
+	locals map[string]*epmd.Local
 }
 
 // New returns a beam driver. ctx ends the driver's background work.
@@ -60,7 +62,9 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 		ctx:     ctx,
 		logger:  logger,
 		config: &Config{DataDir: "/var/lib/nomad-driver-beam", RequireSHA256: true, EPMDPort: 4369, EPMDAddr: "0.0.0.0",
-			CacheMaxMB: 10240, FetchRetryWindow: "2m", MaxDownloadMB: 4096, MaxUnpackedMB: 4096},
+			CacheMaxMB: 10240, FetchRetryWindow: "2m", MaxDownloadMB: 4096, MaxUnpackedMB: 4096,
+			DefaultUser: "nobody", Isolation: isolationLandlock},
+		locals: map[string]*epmd.Local{},
 		host: &hostErlang{},
 	}
 }
@@ -199,6 +203,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		if !started {
 			d.releaseCache(cfg.ID) // a failed start holds nothing
 			d.unregisterNode(node, nodeOwner(cfg))
+			d.stopLocalMapper(cfg.ID)
 		}
 	}()
 	p, err := d.prepare(d.ctx, cfg, &tc, logger)
@@ -234,6 +239,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, d.fail(cfg, "%v", err)
 	}
 	node = p.node
+	if err := d.startLocalMapper(cfg, p.node, p.inside); err != nil {
+		return nil, nil, d.fail(cfg, "%v", err)
+	}
 	launchCmd, err := d.launchCommand(cfg, append([]string{p.cmd.Path}, p.cmd.Args...), p.env, p.release.Root, logs)
 	if err != nil {
 		return nil, nil, d.fail(cfg, "%v", err)
@@ -268,6 +276,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			ReleaseRoot:    p.release.Root,
 			Node:           p.node,
 			DistPort:       p.distPort,
+			DistInside:     p.inside,
 			ERTS:           p.release.ERTS,
 			Home:           p.home,
 			SSLDistOptFile: p.tlsOpt,
@@ -373,6 +382,9 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		if err := d.registerNode(st.Node, st.DistPort, nodeOwner(handle.Config)); err != nil {
 			logger.Error("node cannot be found by its peers", "error", err)
 		}
+		if err := d.startLocalMapper(handle.Config, st.Node, st.DistInside); err != nil {
+			logger.Error("node cannot register in its namespace", "error", err)
+		}
 	}
 	var tc TaskConfig
 	if err := handle.Config.DecodeDriverConfig(&tc); err == nil {
@@ -458,6 +470,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		h.stopHot()
 	}
 	d.unregisterNode(h.state.Node, nodeOwner(h.taskConfig))
+	d.stopLocalMapper(h.taskConfig.ID)
 	d.releaseCache(taskID)
 	d.tasks.Delete(taskID)
 	return nil

@@ -26,7 +26,10 @@ type prepared struct {
 	cmd      *launch.Command
 	env      []string
 	node     string
-	distPort int
+	distPort int // the host port peers dial
+	// inside is the port the node listens on: distPort, or in a
+	// bridge-mode group, the port Nomad maps distPort to.
+	inside int
 	home     string
 	tlsOpt   string
 	// base is the version the allocation started from; release.Version
@@ -57,7 +60,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	} else {
 		rec = &record{AllocDir: cfg.AllocDir, Source: tc.Release.Source, SHA256: tc.Release.SHA256}
 	}
-	node, port, err := nodeName(cfg, tc)
+	node, port, inside, err := nodeName(cfg, tc)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
@@ -125,7 +128,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		Release:  running,
 		Tree:     rec.Trees[running.Version],
 		Node:     node,
-		DistPort: port,
+		DistPort: inside,
 		EPMDPort: epmdPort,
 		Dir:      filepath.Join(cfg.TaskDir().SecretsDir, "beam"),
 		Out:      out,
@@ -152,7 +155,7 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 		unset = append(unset, tc.CookieEnv)
 	}
 	return &prepared{release: running, cmd: cmd, env: mergeEnv(cfg.EnvList(), cmd.Env, unset),
-		node: node, distPort: port, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile, base: rec.Base,
+		node: node, distPort: port, inside: inside, home: cmd.Env["HOME"], tlsOpt: cmd.SSLDistOptFile, base: rec.Base,
 		trees: rec.Trees}, nil
 }
 
@@ -194,9 +197,9 @@ var nodeUnsafe = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 // nodeName returns the node's full name and distribution port. By default
 // the name is JOB-ALLOC8@IP: unique per allocation, canaries included,
 // where an allocation index would repeat.
-func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, error) {
+func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, int, error) {
 	if tc.DistPort == "" {
-		return "", 0, nil
+		return "", 0, 0, nil
 	}
 	var ports []string
 	if cfg.Resources != nil && cfg.Resources.Ports != nil {
@@ -220,10 +223,14 @@ func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, error) {
 				}
 				name += "@" + host
 			}
-			return name, p.Value, nil
+			inside := p.Value
+			if bridged(cfg) && p.To > 0 {
+				inside = p.To
+			}
+			return name, p.Value, inside, nil
 		}
 	}
-	return "", 0, fmt.Errorf("dist_port = %q is not a port of this task's group network (ports: %s); "+
+	return "", 0, 0, fmt.Errorf("dist_port = %q is not a port of this task's group network (ports: %s); "+
 		"add it to the group's network block: port %q {}", tc.DistPort, strings.Join(ports, ", "), tc.DistPort)
 }
 

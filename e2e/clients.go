@@ -63,6 +63,11 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, 
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return err
 	}
+	// Nomad would make its data_dir 0700; tasks run as nobody and must
+	// reach their directories below it.
+	if err := os.MkdirAll(filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), 0o711); err != nil {
+		return err
+	}
 	cl.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", config)
 	cl.nomad.Env = append(append(os.Environ(), "AWS_CA_BUNDLE="), c.stores.Env()...)
 	return c.startLogged(cl.nomad, fmt.Sprintf("nomad-%d.log", i))

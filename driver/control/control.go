@@ -36,6 +36,10 @@ type Client struct {
 	ERLCall string
 	// Node is the node's full name, name@host.
 	Node string
+	// Address, HOST:PORT, makes erl_call dial the node there instead of
+	// looking Node up: a call made inside a bridge-mode group reaches the
+	// node on the namespace's loopback, at the port it listens on inside.
+	Address string
 	// Env is erl_call's environment: HOME with the cookie, ERL_EPMD_PORT.
 	Env []string
 	// Dir is the working directory of calls, where a client VM that
@@ -87,7 +91,11 @@ func (c *Client) Eval(ctx context.Context, expr string) (string, error) {
 	if c.ERL != "" && c.SSLDistOptFile != "" {
 		argv = append([]string{c.ERL}, c.vmArgs(expr, timeout)...)
 	} else {
-		argv = []string{c.ERLCall, "-R", "-name", c.Node, "-timeout", strconv.Itoa(secs), "-e"}
+		target := []string{"-name", c.Node}
+		if c.Address != "" {
+			target = []string{"-address", c.Address}
+		}
+		argv = append(append([]string{c.ERLCall, "-R"}, target...), "-timeout", strconv.Itoa(secs), "-e")
 		stdin = []byte(expr + "\n")
 	}
 	run := c.Run

@@ -322,6 +322,11 @@ func (s *Server) portPlease2(c net.Conn, name string) {
 		_, _ = c.Write([]byte{port2Resp, 1})
 		return
 	}
+	_, _ = c.Write(portReply(e))
+}
+
+// portReply is the PORT2_RESP for a known node.
+func portReply(e Entry) []byte {
 	out := []byte{port2Resp, 0}
 	out = binary.BigEndian.AppendUint16(out, uint16(e.Port))
 	out = append(out, e.NodeType, e.Protocol)
@@ -331,7 +336,7 @@ func (s *Server) portPlease2(c net.Conn, name string) {
 	out = append(out, e.Name...)
 	out = binary.BigEndian.AppendUint16(out, uint16(len(e.Extra)))
 	out = append(out, e.Extra...)
-	_, _ = c.Write(out)
+	return out
 }
 
 func (s *Server) names(c net.Conn) {

@@ -31,6 +31,10 @@ variable "restarts" {
   type    = number
   default = 0
 }
+variable "user" {
+  type    = string
+  default = ""
+}
 variable "env" {
   type    = map(string)
   default = {}
@@ -104,6 +108,7 @@ job "app" {
 
     task "node" {
       driver = "beam"
+      user   = var.user
 
       config {
         release {
