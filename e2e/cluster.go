@@ -46,6 +46,7 @@ type Cluster struct {
 	nomadConfig   string
 	stores        *Stores
 	clients       []*client // the Nomad clients after the first
+	hosts         []*bridgeHost
 	nodes         int       // Nomad clients in all
 
 	// agentToken is the Consul token of the Nomad agents, and
@@ -72,6 +73,17 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 // cluster therefore cannot look each other up, which takes a network
 // namespace per client.
 func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, err error) {
+	return start(root, dir, stores, n, 0, lo, hi)
+}
+
+// StartBridge starts a cluster whose first client is on the host's
+// loopback, as in Start, with n more in network namespaces of their own
+// (see bridgeHost), for bridge-mode groups.
+func StartBridge(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, error) {
+	return start(root, dir, stores, 1, n, lo, hi)
+}
+
+func start(root, dir string, stores *Stores, n, bridges, lo, hi int) (c *Cluster, err error) {
 	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -86,7 +98,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 	if err != nil {
 		return nil, err
 	}
-	span := (hi - lo + 1) / n
+	span := (hi - lo + 1) / (n + bridges)
 	dynamic := func(i int) (int, int) { return lo + i*span, lo + (i+1)*span - 1 }
 	c.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
@@ -137,7 +149,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 	c.EPMDPort = ports[7]
 	from, to := dynamic(0)
 	c.agentToken = c.ConsulToken
-	if n > 1 {
+	if n+bridges > 1 {
 		if err := c.consulAgentToken(); err != nil {
 			return nil, err
 		}
@@ -151,7 +163,7 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 	if err := c.startNomad(); err != nil {
 		return nil, err
 	}
-	if n > 1 {
+	if n+bridges > 1 {
 		if err := c.consulAuthMethod(); err != nil {
 			return nil, err
 		}
@@ -161,6 +173,24 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 		from, to := dynamic(i)
 		if err := c.addClient(i+1, p, ports[1], ports[5], from, to, readToken); err != nil {
 			return nil, err
+		}
+	}
+	if bridges > 0 {
+		// One port mapper port for all, as on real clients: a node
+		// looks a peer up at the peer's address on its own port.
+		epmd, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		for b := 1; b <= bridges; b++ {
+			h, err := newBridgeHost(b)
+			if err != nil {
+				return nil, fmt.Errorf("bridge client %d: %w", b, err)
+			}
+			from, to := dynamic(n + b - 1)
+			if err := c.addBridgeClient(n+b, h, ports[5], ports[0], epmd[0], from, to, readToken); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := c.waitNodes(); err != nil {
@@ -337,6 +367,9 @@ func (c *Cluster) Stop() {
 		stop(c.consul, 15*time.Second)
 	}
 	killUnder(c.Dir)
+	for _, h := range c.hosts {
+		h.remove()
+	}
 }
 
 // Nomad runs the nomad CLI against the cluster.

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,7 +42,7 @@ func run(m *testing.M) int {
 	// `make e2e` has built everything already; this makes a bare
 	// `go test ./e2e/` work too. Make skips what is up to date.
 	start := time.Now()
-	mk := exec.Command("make", "-C", root, "plugin", "tools", "agents", "releases", "ui-deps")
+	mk := exec.Command("make", "-C", root, "plugin", "tools", "agents", "releases", "ui-deps", "cni")
 	mk.Stdout, mk.Stderr = os.Stderr, os.Stderr
 	if err := mk.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build failed:", err)
@@ -192,4 +193,11 @@ func unmountUnder(dir string) {
 	for _, p := range points {
 		_ = syscall.Unmount(p, syscall.MNT_DETACH)
 	}
+}
+
+// port is the release server's port on the host's loopback.
+func (s *releaseServer) port() int {
+	_, p, _ := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://"))
+	n, _ := strconv.Atoi(p)
+	return n
 }

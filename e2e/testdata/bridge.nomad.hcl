@@ -1,0 +1,188 @@
+# Test job for the beam driver in bridge mode: each allocation in its own
+# network namespace on a client of its own, with ports mapped from the
+# client's address. Otherwise as beam.nomad.hcl.
+variable "job" { type = string }
+variable "task" { type = string }
+variable "source" { type = string }
+variable "sha256" { type = string }
+variable "pre_commands" {
+  type    = list(list(string))
+  default = []
+}
+variable "cluster_service" {
+  type    = string
+  default = ""
+}
+variable "tls" {
+  type    = bool
+  default = false
+}
+variable "count" {
+  type    = number
+  default = 1
+}
+variable "hot" {
+  type    = bool
+  default = false
+}
+variable "beam_check" {
+  type    = bool
+  default = true
+}
+variable "restarts" {
+  type    = number
+  default = 0
+}
+variable "user" {
+  type    = string
+  default = ""
+}
+variable "env" {
+  type    = map(string)
+  default = {}
+}
+
+job "app" {
+  id          = var.job
+  datacenters = ["*"]
+
+  update {
+    min_healthy_time = "2s"
+    healthy_deadline = "1m"
+  }
+
+  group "app" {
+    count = var.count
+
+    network {
+      mode = "bridge"
+      port "http" { to = 8080 }
+      port "dist" { to = 9100 }
+    }
+
+    constraint {
+      attribute = "${node.class}"
+      value     = "bridge"
+    }
+
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
+
+    # A failed allocation stays failed, so that a failing deployment
+    # fails at once rather than at its progress deadline.
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    restart {
+      attempts = var.restarts
+      delay    = "1s"
+      mode     = "fail"
+    }
+
+    service {
+      name     = var.job
+      port     = "http"
+      provider = "consul"
+
+      check {
+        type     = "http"
+        path     = "/health"
+        interval = "1s"
+        timeout  = "1s"
+      }
+    }
+
+    # The distribution port, registered so that the nodes of this job can
+    # find each other through Consul (config.cluster_service).
+    service {
+      name     = "${var.job}-dist"
+      port     = "dist"
+      provider = "consul"
+
+      # The driver answers beam-health itself: the node has booted and
+      # every application of its release runs. The benchmarks turn it off,
+      # as the raw_exec job they compare with has no such check.
+      dynamic "check" {
+        for_each = var.beam_check ? ["beam"] : []
+        content {
+          name     = "beam"
+          type     = "script"
+          task     = "node"
+          command  = "beam-health"
+          interval = "1s"
+          timeout  = "5s"
+        }
+      }
+    }
+
+    task "node" {
+      driver = "beam"
+      user   = var.user
+
+      config {
+        release {
+          source = var.source
+          sha256 = var.sha256
+          name   = var.task
+        }
+        dist_port   = "dist"
+        cookie_file = "secrets/erlang.cookie"
+
+        pre_commands        = var.pre_commands
+        pre_command_timeout = "1m"
+        cluster_service     = var.cluster_service
+
+        # A tls block when var.tls is set. Task config is not expanded for
+        # `dynamic` blocks, but a list of objects reads the same.
+        # Hot upgrades follow nomad/jobs/JOB/app/node through the task's
+        # workload identity (see identity below).
+        hot_upgrade = var.hot ? [{ enabled = true, timeout = "1m" }] : []
+
+        tls = var.tls ? [{
+          cert_file = "secrets/dist.crt"
+          key_file  = "secrets/dist.key"
+          ca_file   = "secrets/ca.crt"
+        }] : []
+      }
+
+      dynamic "template" {
+        for_each = var.tls ? ["tls_cert:dist.crt", "tls_key:dist.key", "tls_ca:ca.crt"] : []
+        content {
+          data        = "{{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ index . \"${split(":", template.value)[0]}\" }}{{ end }}"
+          destination = "secrets/${split(":", template.value)[1]}"
+          perms       = "0400"
+        }
+      }
+
+      # The cookie is a secret: a Nomad Variable that only this job's
+      # workload identity can read, rendered into secrets/.
+      template {
+        data        = "{{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ .cookie }}{{ end }}"
+        destination = "secrets/erlang.cookie"
+        perms       = "0400"
+      }
+
+      # The driver reads hot-upgrade targets, and checks cluster peers
+      # against the job's allocations, with this token.
+      dynamic "identity" {
+        for_each = var.hot || var.cluster_service != "" ? ["file"] : []
+        content {
+          file = true
+        }
+      }
+
+      env = var.env
+
+      kill_timeout = "20s"
+
+      resources {
+        cpu    = 200
+        memory = 256
+      }
+    }
+  }
+}
