@@ -24,6 +24,7 @@ import (
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/sandbox"
 )
 
 var (
@@ -65,7 +66,7 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 			CacheMaxMB: 10240, FetchRetryWindow: "2m", MaxDownloadMB: 4096, MaxUnpackedMB: 4096,
 			DefaultUser: "nobody", Isolation: isolationLandlock},
 		locals: map[string]*epmd.Local{},
-		host: &hostErlang{},
+		host:   &hostErlang{},
 	}
 }
 
@@ -161,6 +162,16 @@ func (d *Driver) fingerprint() *drivers.Fingerprint {
 		fp.HealthDescription = fmt.Sprintf("data_dir %s is not usable: %v", cfg.DataDir, err)
 		return fp
 	}
+	if cfg.Isolation == isolationLandlock {
+		abi, err := sandbox.ABI()
+		if err != nil {
+			fp.Health = drivers.HealthStateUnhealthy
+			fp.HealthDescription = fmt.Sprintf("isolation = %q: %v; set isolation = \"none\" only if job authors on this client are trusted as with raw_exec", cfg.Isolation, err)
+			return fp
+		}
+		attrs["driver.beam.landlock_abi"] = pstructs.NewIntAttribute(int64(abi), "")
+	}
+	attrs["driver.beam.isolation"] = pstructs.NewStringAttribute(cfg.Isolation)
 	if port, err := d.portMapper(); err != nil {
 		fp.Health = drivers.HealthStateUnhealthy
 		fp.HealthDescription = err.Error()

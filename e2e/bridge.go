@@ -181,6 +181,9 @@ client {
   cni_path              = "/usr/lib/cni"
   bridge_network_name   = %q
   bridge_network_subnet = %q
+  # A node's own tools (bin/APP rpc and remote) reach it at the client's
+  # address, through its own mapped port.
+  bridge_network_hairpin_mode = true
   cgroup_parent         = %q
   options {
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
@@ -209,7 +212,7 @@ plugin "nomad-driver-beam" {
 
 // addBridgeClient starts Nomad client number i in its own namespace h.
 func (c *Cluster) addBridgeClient(i int, h *bridgeHost, nomadRPC, consulHTTP, epmd, from, to int, readToken string) error {
-	for _, p := range []int{nomadRPC, consulHTTP, releases.port()} {
+	for _, p := range append([]int{nomadRPC, consulHTTP}, c.forwards...) {
 		if err := h.forward(p); err != nil {
 			return err
 		}

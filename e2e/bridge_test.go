@@ -16,7 +16,7 @@ import (
 // cluster through Consul across the clients, and a hot upgrade reaches
 // both in place.
 func TestBridge(t *testing.T) {
-	bc, err := StartBridge(cluster.Root, filepath.Join(cluster.Dir, "bridge"), stores, 2, 30000, 32767)
+	bc, err := StartBridge(cluster.Root, filepath.Join(cluster.Dir, "bridge"), stores, 2, 30000, 32767, releases.port())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestBridge(t *testing.T) {
 				out, err := bc.Nomad("alloc", "exec", "-task", "node", a.Alloc,
 					"bin/hello_ex", "rpc", `IO.puts("peers=" <> Enum.join(Node.list(), ","))`)
 				if err != nil {
-					return fmt.Errorf("rpc in %s: %v: %s", a.Alloc, err, out)
+					return fmt.Errorf("rpc in %s: %v: %q", a.Alloc, err, out)
 				}
 				if strings.Count(out, "@10.201.") != 1 {
 					return fmt.Errorf("allocation %s sees %q, want the other node", a.Alloc[:8], strings.TrimSpace(out))

@@ -47,7 +47,8 @@ type Cluster struct {
 	stores        *Stores
 	clients       []*client // the Nomad clients after the first
 	hosts         []*bridgeHost
-	nodes         int       // Nomad clients in all
+	forwards      []int // host ports the bridge clients reach on their loopback
+	nodes         int   // Nomad clients in all
 
 	// agentToken is the Consul token of the Nomad agents, and
 	// consulIdentity their consul block's workload identity settings.
@@ -73,18 +74,19 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 // cluster therefore cannot look each other up, which takes a network
 // namespace per client.
 func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, err error) {
-	return start(root, dir, stores, n, 0, lo, hi)
+	return start(root, dir, stores, n, 0, lo, hi, nil)
 }
 
 // StartBridge starts a cluster whose first client is on the host's
 // loopback, as in Start, with n more in network namespaces of their own
-// (see bridgeHost), for bridge-mode groups.
-func StartBridge(root, dir string, stores *Stores, n, lo, hi int) (*Cluster, error) {
-	return start(root, dir, stores, 1, n, lo, hi)
+// (see bridgeHost), for bridge-mode groups. Inside those, the host's
+// loopback ports in forward (a release server's) are reachable too.
+func StartBridge(root, dir string, stores *Stores, n, lo, hi int, forward ...int) (*Cluster, error) {
+	return start(root, dir, stores, 1, n, lo, hi, forward)
 }
 
-func start(root, dir string, stores *Stores, n, bridges, lo, hi int) (c *Cluster, err error) {
-	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n}
+func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []int) (c *Cluster, err error) {
+	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n, forwards: forward}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
