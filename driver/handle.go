@@ -28,7 +28,7 @@ type taskState struct {
 	ReleaseRoot    string
 	Node           string
 	DistPort       int
-	DistInside     int // the port the node listens on, in its namespace
+	DistInside     int    // the port the node listens on, in its namespace
 	ERTS           string // erts version the release bundles
 	Home           string // the node's private HOME, with the cookie
 	SSLDistOptFile string // set under TLS distribution

@@ -30,8 +30,8 @@ type prepared struct {
 	// inside is the port the node listens on: distPort, or in a
 	// bridge-mode group, the port Nomad maps distPort to.
 	inside int
-	home     string
-	tlsOpt   string
+	home   string
+	tlsOpt string
 	// base is the version the allocation started from; release.Version
 	// differs after a hot upgrade and a restart.
 	base string
