@@ -83,7 +83,8 @@ var (
 			hclspec.NewAttr("isolation", "string", false),
 			hclspec.NewLiteral(`"landlock"`),
 		),
-		"read_only_paths": hclspec.NewAttr("read_only_paths", "list(string)", false),
+		"read_only_paths":  hclspec.NewAttr("read_only_paths", "list(string)", false),
+		"read_write_paths": hclspec.NewAttr("read_write_paths", "list(string)", false),
 		"max_unpacked_mb": hclspec.NewDefault(
 			hclspec.NewAttr("max_unpacked_mb", "number", false),
 			hclspec.NewLiteral("4096"),
@@ -191,6 +192,9 @@ type Config struct {
 	Isolation string `codec:"isolation"`
 	// ReadOnlyPaths are more host paths that confined tasks may read.
 	ReadOnlyPaths []string `codec:"read_only_paths"`
+	// ReadWritePaths are host directories that every confined task of
+	// the client may also write, such as a shared log directory.
+	ReadWritePaths []string `codec:"read_write_paths"`
 }
 
 // Isolation modes.
@@ -242,11 +246,13 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf(`isolation = %q must be "landlock" (the default) or "none" (no file-system isolation, as raw_exec)`, c.Isolation)
 	}
-	for i, p := range c.ReadOnlyPaths {
-		if !filepath.IsAbs(p) {
-			return fmt.Errorf("read_only_paths[%d] = %q must be an absolute path", i, p)
+	for name, paths := range map[string][]string{"read_only_paths": c.ReadOnlyPaths, "read_write_paths": c.ReadWritePaths} {
+		for i, p := range paths {
+			if !filepath.IsAbs(p) {
+				return fmt.Errorf("%s[%d] = %q must be an absolute path", name, i, p)
+			}
+			paths[i] = filepath.Clean(p)
 		}
-		c.ReadOnlyPaths[i] = filepath.Clean(p)
 	}
 	for i, r := range c.FileRoots {
 		if !filepath.IsAbs(r) {

@@ -64,7 +64,7 @@ func (d *Driver) sandboxFor(cfg *drivers.TaskConfig) (sandbox.Spec, error) {
 		}
 	}
 	td := cfg.TaskDir()
-	s.ReadWrite = append([]string{td.Dir, td.SharedAllocDir}, sandbox.Devices...)
+	s.ReadWrite = append(append([]string{td.Dir, td.SharedAllocDir}, sandbox.Devices...), pcfg.ReadWritePaths...)
 	return s, nil
 }
 

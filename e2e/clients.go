@@ -60,6 +60,7 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, 
 		p[4], p[5], p[6], "", from, to, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
 		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), p[7], p[0], readToken, c.stores.S3Addr,
 		filepath.Join(c.Root, "build", "releases"))
+	cfg = withPluginLines(cfg, c.pluginLines...)
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return err
 	}

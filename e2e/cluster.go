@@ -47,6 +47,8 @@ type Cluster struct {
 	stores        *Stores
 	clients       []*client // the Nomad clients after the first
 	hosts         []*bridgeHost
+	// pluginLines are more beam plugin settings for every client.
+	pluginLines []string
 	forwards      []int // host ports the bridge clients reach on their loopback
 	nodes         int   // Nomad clients in all
 
@@ -73,8 +75,24 @@ func Start(root, dir string, stores *Stores) (*Cluster, error) {
 // host cannot share a port; nodes on different clients of this test
 // cluster therefore cannot look each other up, which takes a network
 // namespace per client.
-func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, err error) {
-	return start(root, dir, stores, n, 0, lo, hi, nil)
+// pluginLines are more settings for every client's beam plugin.
+func StartClients(root, dir string, stores *Stores, n, lo, hi int, pluginLines ...string) (c *Cluster, err error) {
+	c, err = start(root, dir, stores, n, 0, lo, hi, nil, pluginLines)
+	return c, err
+}
+
+// pluginAnchor is the last line of the beam plugin's config in nomadHCL,
+// after which withPluginLines adds settings.
+const pluginAnchor = "    max_unpacked_mb    = 512\n"
+
+// withPluginLines adds lines to the beam plugin's config in an agent's
+// configuration.
+func withPluginLines(cfg string, lines ...string) string {
+	var add strings.Builder
+	for _, l := range lines {
+		add.WriteString("    " + l + "\n")
+	}
+	return strings.Replace(cfg, pluginAnchor, pluginAnchor+add.String(), 1)
 }
 
 // StartBridge starts a cluster whose first client is on the host's
@@ -82,11 +100,11 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int) (c *Cluster, 
 // (see bridgeHost), for bridge-mode groups. Inside those, the host's
 // loopback ports in forward (a release server's) are reachable too.
 func StartBridge(root, dir string, stores *Stores, n, lo, hi int, forward ...int) (*Cluster, error) {
-	return start(root, dir, stores, 1, n, lo, hi, forward)
+	return start(root, dir, stores, 1, n, lo, hi, forward, nil)
 }
 
-func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []int) (c *Cluster, err error) {
-	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n, forwards: forward}
+func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []int, pluginLines []string) (c *Cluster, err error) {
+	c = &Cluster{Root: root, Dir: dir, stores: stores, nodes: n, forwards: forward, pluginLines: pluginLines}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -159,6 +177,7 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 	cfg := fmt.Sprintf(nomadHCL, "client-1", filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
 		serverHCL, from, to, "", ports[0], c.agentToken, c.consulIdentity,
 		filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr, filepath.Join(root, "build", "releases"))
+	cfg = withPluginLines(cfg, c.pluginLines...)
 	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}

@@ -31,16 +31,21 @@ const (
 // one follows Consul with blocking queries, the other refreshes every 3s.
 // Every request is an operation that the app logs in batches.
 func TestDeployments(t *testing.T) {
-	dc, err := StartClients(cluster.Root, filepath.Join(cluster.Dir, "deploy"), stores, 2, 30000, 32767)
+	// The app logs every operation in a host directory that the tasks,
+	// confined, may write only because the plugin config says so.
+	oplog := t.TempDir()
+	if err := os.Chmod(filepath.Dir(oplog), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(oplog, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := StartClients(cluster.Root, filepath.Join(cluster.Dir, "deploy"), stores, 2, 30000, 32767,
+		fmt.Sprintf("read_write_paths = [%q]", oplog))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(dc.Stop)
-
-	oplog := t.TempDir()
-	if err := os.Chmod(oplog, 0o777); err != nil {
-		t.Fatal(err)
-	}
 	d := &deployer{t: t, c: dc, job: "hello-erl", spec: filepath.Join(dc.Root, "jobspecs", "hello_erl.nomad.hcl"), oplog: oplog,
 		vars: []string{"healthy_deadline=20s", "progress_deadline=40s"}}
 	putVarOn(t, dc, "nomad/jobs/hello-erl", map[string]string{"cookie": "C" + uuid()})

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 )
@@ -58,11 +57,10 @@ func setPluginOption(b *testing.B, line string) func() {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const anchor = "    max_unpacked_mb    = 512\n"
-	if !strings.Contains(string(orig), anchor) {
+	changed := withPluginLines(string(orig), line)
+	if changed == string(orig) {
 		b.Fatal("the agent's config has no beam plugin block to extend")
 	}
-	changed := strings.Replace(string(orig), anchor, anchor+"    "+line+"\n", 1)
 	restart := func(cfg string) {
 		if err := os.WriteFile(cluster.nomadConfig, []byte(cfg), 0o644); err != nil {
 			b.Fatal(err)
