@@ -83,6 +83,8 @@ var (
 			hclspec.NewAttr("isolation", "string", false),
 			hclspec.NewLiteral(`"landlock"`),
 		),
+		"allowed_users":    hclspec.NewAttr("allowed_users", "list(string)", false),
+		"allow_root":       hclspec.NewAttr("allow_root", "bool", false),
 		"read_only_paths":  hclspec.NewAttr("read_only_paths", "list(string)", false),
 		"read_write_paths": hclspec.NewAttr("read_write_paths", "list(string)", false),
 		"max_unpacked_mb": hclspec.NewDefault(
@@ -186,6 +188,14 @@ type Config struct {
 	// DefaultUser runs tasks whose jobspec sets no user; "nobody" by
 	// default, as Nomad's exec driver.
 	DefaultUser string `codec:"default_user"`
+	// AllowedUsers are the users besides DefaultUser that a jobspec may
+	// name; "*" allows any but root. Landlock does not govern connecting
+	// to UNIX sockets, so a user in the docker group, say, would reach
+	// the Docker daemon.
+	AllowedUsers []string `codec:"allowed_users"`
+	// AllowRoot lets tasks run as root (uid 0), with a reduced set of
+	// capabilities.
+	AllowRoot bool `codec:"allow_root"`
 	// Isolation is "landlock" (the default): a task sees its own
 	// directories and the host's system paths, read-only. "none" leaves
 	// it the whole host, as raw_exec.

@@ -211,6 +211,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		// when the client lists beam in user.checked_drivers.
 		cfg.User = pcfg.DefaultUser
 	}
+	if _, err := d.sandboxFor(cfg); err != nil {
+		return nil, nil, d.fail(cfg, "%v", err)
+	}
 	logger := d.logger.With("alloc_id", cfg.AllocID, "task_name", cfg.Name)
 
 	started, node := false, ""
@@ -486,6 +489,9 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	}
 	d.unregisterNode(h.state.Node, nodeOwner(h.taskConfig))
 	d.stopLocalMapper(h.taskConfig.ID)
+	// The task's environment holds its secrets; it is written again on
+	// the next start.
+	_ = os.Remove(filepath.Join(d.privateDir(h.taskConfig), "env"))
 	d.releaseCache(taskID)
 	d.tasks.Delete(taskID)
 	return nil

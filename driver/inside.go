@@ -17,6 +17,7 @@ import (
 	dproto "github.com/hashicorp/nomad/plugins/drivers/proto"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/sandbox"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // Everything the driver runs for a task (the node, its pre-commands,
@@ -32,24 +33,17 @@ import (
 // read-only.
 func (d *Driver) sandboxFor(cfg *drivers.TaskConfig) (sandbox.Spec, error) {
 	pcfg, _ := d.cfg()
-	u, err := user.Lookup(cfg.User)
+	s, err := credentials(cfg.User)
 	if err != nil {
-		return sandbox.Spec{}, fmt.Errorf("task user %q: %w", cfg.User, err)
+		return sandbox.Spec{}, err
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err1 != nil || err2 != nil {
-		return sandbox.Spec{}, fmt.Errorf("task user %q has a uid or gid that is not a number", cfg.User)
-	}
-	s := sandbox.Spec{UID: uint32(uid), GID: uint32(gid)}
-	ids, err := u.GroupIds()
-	if err != nil {
-		return sandbox.Spec{}, fmt.Errorf("task user %q: groups: %w", cfg.User, err)
-	}
-	for _, g := range ids {
-		if id, err := strconv.ParseUint(g, 10, 32); err == nil {
-			s.Groups = append(s.Groups, uint32(id))
-		}
+	switch {
+	case s.UID == 0 && !pcfg.AllowRoot:
+		return sandbox.Spec{}, fmt.Errorf("task user %q is root, which this client does not allow (allow_root in the beam plugin config); "+
+			"drop user from the task to run as %s", cfg.User, pcfg.DefaultUser)
+	case s.UID != 0 && !userAllowed(pcfg, cfg.User):
+		return sandbox.Spec{}, fmt.Errorf("task user %q is not allowed on this client: the operator lists the users jobs may name in "+
+			"allowed_users of the beam plugin config; drop user from the task to run as %s", cfg.User, pcfg.DefaultUser)
 	}
 	if pcfg.Isolation == isolationNone {
 		return s, nil
@@ -59,12 +53,70 @@ func (d *Driver) sandboxFor(cfg *drivers.TaskConfig) (sandbox.Spec, error) {
 	if erl := d.host.probe(d.ctx).Path; erl != "" {
 		// A host Erlang outside /usr (kerl, asdf, a build in /opt), for
 		// releases without their own erts.
-		if real, err := filepath.EvalSymlinks(erl); err == nil {
-			s.ReadOnly = append(s.ReadOnly, filepath.Dir(filepath.Dir(real)))
+		if root, ok := otpRoot(erl); ok {
+			s.ReadOnly = append(s.ReadOnly, root)
 		}
 	}
 	td := cfg.TaskDir()
 	s.ReadWrite = append(append([]string{td.Dir, td.SharedAllocDir}, sandbox.Devices...), pcfg.ReadWritePaths...)
+	return s, nil
+}
+
+// otpRoot returns the root of the OTP installation whose erl is at erl:
+// the directory with its erts-* and lib, never "/".
+func otpRoot(erl string) (string, bool) {
+	real, err := filepath.EvalSymlinks(erl)
+	if err != nil {
+		return "", false
+	}
+	for dir := filepath.Dir(real); dir != "/" && dir != "."; dir = filepath.Dir(dir) {
+		erts, _ := filepath.Glob(filepath.Join(dir, "erts-*"))
+		if fi, err := os.Stat(filepath.Join(dir, "lib")); err == nil && fi.IsDir() && len(erts) > 0 {
+			return dir, true
+		}
+	}
+	return "", false
+}
+
+// userAllowed reports whether a jobspec may run a task as name: the
+// default user, a user the operator lists, or a dynamic workload user
+// that Nomad made for the task.
+func userAllowed(pcfg *Config, name string) bool {
+	if _, dynamic := taskdir.DynamicID(name); dynamic || name == pcfg.DefaultUser {
+		return true
+	}
+	for _, u := range pcfg.AllowedUsers {
+		if u == name || u == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// credentials looks up a task user's uid, gid and groups.
+func credentials(name string) (sandbox.Spec, error) {
+	if id, ok := taskdir.DynamicID(name); ok {
+		return sandbox.Spec{UID: uint32(id), GID: uint32(id), Groups: []uint32{uint32(id)}}, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return sandbox.Spec{}, fmt.Errorf("task user %q: %w", name, err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return sandbox.Spec{}, fmt.Errorf("task user %q has a uid or gid that is not a number", name)
+	}
+	s := sandbox.Spec{UID: uint32(uid), GID: uint32(gid)}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return sandbox.Spec{}, fmt.Errorf("task user %q: groups: %w", name, err)
+	}
+	for _, g := range ids {
+		if id, err := strconv.ParseUint(g, 10, 32); err == nil {
+			s.Groups = append(s.Groups, uint32(id))
+		}
+	}
 	return s, nil
 }
 

@@ -85,3 +85,34 @@ func TestSandboxForConfines(t *testing.T) {
 		t.Errorf("unknown user: %v", err)
 	}
 }
+
+// TestUserPolicy: root only with allow_root, other users only when the
+// operator lists them, Nomad's dynamic users always.
+func TestUserPolicy(t *testing.T) {
+	d, _ := newHarness(t)
+	cfg := &drivers.TaskConfig{ID: "t", AllocID: "a", Name: "web", AllocDir: t.TempDir()}
+	try := func(user string) error {
+		cfg.User = user
+		_, err := d.sandboxFor(cfg)
+		return err
+	}
+	if err := try("root"); err == nil || !strings.Contains(err.Error(), "allow_root") {
+		t.Errorf("root: %v, want a refusal naming allow_root", err)
+	}
+	if err := try("daemon"); err == nil || !strings.Contains(err.Error(), "allowed_users") {
+		t.Errorf("daemon: %v, want a refusal naming allowed_users", err)
+	}
+	if err := try("nomad-80123"); err != nil {
+		t.Errorf("a dynamic workload user: %v", err)
+	}
+	if s, _ := d.sandboxFor(cfg); s.UID != 80123 || s.GID != 80123 {
+		t.Errorf("dynamic user spec %+v", s)
+	}
+	d.config.AllowRoot = true
+	d.config.AllowedUsers = []string{"daemon"}
+	for _, u := range []string{"root", "daemon", "nobody"} {
+		if err := try(u); err != nil {
+			t.Errorf("%s, allowed: %v", u, err)
+		}
+	}
+}

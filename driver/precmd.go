@@ -204,7 +204,7 @@ func (d *Driver) runPreCommand(ctx context.Context, cfg *drivers.TaskConfig, arg
 	// left that group with setsid.
 	_ = ex.Shutdown("SIGKILL", 0)
 	if err := killCgroup(cfg); err != nil {
-		d.logger.Warn("pre-command left processes behind", "task_id", cfg.ID, "error", err)
+		return preResult{}, fmt.Errorf("cannot kill what it left running: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { copies.Wait(); close(done) }()

@@ -16,44 +16,69 @@ import (
 
 // killCgroup kills every process left in the task's cgroup: what a
 // pre-command started and detached with setsid, out of reach of its
-// process group. Under cgroups v1 the freezer holds them still between
-// the listing and the kill, so that none forks past it.
+// process group. On cgroups v2, cgroup.kill does it at once. On v1 the
+// freezer holds them still while they are listed and killed, so that none
+// forks past the kill and no pid is reused before its signal lands.
 func killCgroup(cfg *drivers.TaskConfig) error {
 	var dir string
-	switch cgroupslib.GetMode() {
-	case cgroupslib.CG1:
+	v1 := cgroupslib.GetMode() == cgroupslib.CG1
+	switch {
+	case v1:
 		dir = cgroupslib.PathCG1(cfg.AllocID, cfg.Name, "freezer")
-	case cgroupslib.CG2:
-		if cfg.Resources == nil || cfg.Resources.LinuxResources == nil {
-			return nil
-		}
+	case cgroupslib.GetMode() == cgroupslib.CG2 && cfg.Resources != nil && cfg.Resources.LinuxResources != nil:
 		dir = cfg.Resources.LinuxResources.CpusetCgroupPath
-		_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
-	default:
-		return nil
 	}
 	if dir == "" {
 		return nil
 	}
-	v1 := cgroupslib.GetMode() == cgroupslib.CG1
 	var left []int
-	for range 100 {
+	for range 50 {
 		var err error
 		if left, err = cgroupPids(dir); err != nil || len(left) == 0 {
 			return err
 		}
-		if v1 {
-			_ = os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("FROZEN"), 0)
+		if !v1 {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err != nil {
+				return fmt.Errorf("cgroup.kill: %w", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err := freeze(dir, "FROZEN"); err != nil {
+			return err
+		}
+		if left, err = cgroupPids(dir); err != nil {
+			_ = freeze(dir, "THAWED")
+			return err
 		}
 		for _, pid := range left {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
-		if v1 {
-			_ = os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0)
+		if err := freeze(dir, "THAWED"); err != nil {
+			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("%d processes still in %s", len(left), dir)
+	return fmt.Errorf("%d processes are still in %s", len(left), dir)
+}
+
+// freeze sets a v1 freezer cgroup's state and waits until it holds.
+func freeze(dir, state string) error {
+	f := filepath.Join(dir, "freezer.state")
+	if err := os.WriteFile(f, []byte(state), 0); err != nil {
+		return fmt.Errorf("freezer: %w", err)
+	}
+	for range 200 {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("freezer: %w", err)
+		}
+		if strings.TrimSpace(string(b)) == state {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("freezer of %s did not reach %s", dir, state)
 }
 
 func cgroupPids(dir string) ([]int, error) {

@@ -29,6 +29,10 @@ const (
 
 	readExec = unix.LANDLOCK_ACCESS_FS_EXECUTE | unix.LANDLOCK_ACCESS_FS_READ_FILE |
 		unix.LANDLOCK_ACCESS_FS_READ_DIR
+
+	// devices are never granted: a task that may make a block or
+	// character device file (root may) would reach the host's disks.
+	devices = unix.LANDLOCK_ACCESS_FS_MAKE_CHAR | unix.LANDLOCK_ACCESS_FS_MAKE_BLOCK
 )
 
 // ABI returns the Landlock ABI version the kernel offers, or an error that
@@ -62,7 +66,7 @@ func handled(abi int) uint64 {
 // execute) and rw (everything) paths. Paths that do not exist are skipped.
 // From ABI 6 on, the thread can also no longer signal processes or reach
 // abstract UNIX sockets outside its domain. The caller must have locked
-// the goroutine to its thread and must exec from it.
+// the goroutine to its thread, set no_new_privs, and must exec from it.
 func restrict(ro, rw []string) error {
 	abi, err := ABI()
 	if err != nil {
@@ -86,15 +90,12 @@ func restrict(ro, rw []string) error {
 	for _, r := range []struct {
 		paths  []string
 		access uint64
-	}{{ro, readExec | unix.LANDLOCK_ACCESS_FS_IOCTL_DEV}, {rw, all}} {
+	}{{ro, readExec | unix.LANDLOCK_ACCESS_FS_IOCTL_DEV}, {rw, all &^ devices}} {
 		for _, p := range r.paths {
 			if err := addRule(ruleset, p, r.access&all); err != nil {
 				return err
 			}
 		}
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(ruleset), 0, 0); errno != 0 {
 		return fmt.Errorf("landlock_restrict_self: %w", errno)

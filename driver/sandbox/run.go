@@ -58,10 +58,21 @@ func (s Spec) exec() error {
 	if err := syscall.Setresuid(int(s.UID), int(s.UID), int(s.UID)); err != nil {
 		return fmt.Errorf("setresuid %d: %w", s.UID, err)
 	}
+	if s.UID == 0 {
+		// A root task keeps root's files, not the host's kernel.
+		if err := dropCaps(); err != nil {
+			return err
+		}
+	}
 	if s.Dir != "" {
 		if err := os.Chdir(s.Dir); err != nil {
 			return fmt.Errorf("working directory: %w", err)
 		}
+	}
+	// Always: no setuid program the task finds raises it again, whatever
+	// the isolation.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	if s.Landlock {
 		if err := restrict(s.ReadOnly, s.ReadWrite); err != nil {

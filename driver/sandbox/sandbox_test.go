@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,5 +126,29 @@ func TestRefusesBadSpec(t *testing.T) {
 	out, err = run(t, Spec{UID: 65534, GID: 65534, EnvFile: "/nonexistent/env", Argv: []string{"true"}})
 	if err == nil || !strings.Contains(out, "environment") {
 		t.Fatalf("got %v\n%s", err, out)
+	}
+}
+
+// TestRootLosesCapabilities: a task that runs as root may not make
+// device files, nor keep capabilities beyond rootCaps.
+func TestRootLosesCapabilities(t *testing.T) {
+	needRoot(t)
+	task := t.TempDir()
+	s := Spec{UID: 0, GID: 0, Landlock: true, ReadOnly: SystemReadOnly,
+		ReadWrite: append([]string{task}, Devices...), Dir: task,
+		Argv: []string{"sh", "-c", "grep CapBnd /proc/self/status; mknod disk b 8 0 && echo MADE"}}
+	out, _ := run(t, s)
+	if strings.Contains(out, "MADE") {
+		t.Errorf("a root task made a block device:\n%s", out)
+	}
+	// cap_sys_admin is bit 21: 0x200000.
+	var bnd uint64
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%x", &bnd)
+		}
+	}
+	if bnd == 0 || bnd&(1<<21) != 0 {
+		t.Errorf("bounding set %#x: want some capabilities and no cap_sys_admin\n%s", bnd, out)
 	}
 }

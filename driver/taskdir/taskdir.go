@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"regexp"
 	"strconv"
 	"syscall"
 )
@@ -40,6 +41,9 @@ var Root = Owner{UID: -1, GID: -1}
 func Lookup(name string) (Owner, error) {
 	if name == "" {
 		return Root, nil
+	}
+	if id, ok := DynamicID(name); ok {
+		return Owner{UID: id, GID: id}, nil
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
@@ -220,4 +224,21 @@ func ChownDir(r *os.Root, name string, mode fs.FileMode, o Owner) error {
 		return fmt.Errorf("chown %s: %w", name, err)
 	}
 	return nil
+}
+
+// dynamicUser is the name Nomad gives a dynamic workload user: its uid
+// and gid are the number, and it has no passwd entry.
+var dynamicUser = regexp.MustCompile(`^nomad-([0-9]{1,10})$`)
+
+// DynamicID returns the uid (and gid) of a dynamic workload user name.
+func DynamicID(name string) (int, bool) {
+	m := dynamicUser.FindStringSubmatch(name)
+	if m == nil {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(m[1], 10, 31)
+	if err != nil {
+		return 0, false
+	}
+	return int(id), true
 }
