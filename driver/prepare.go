@@ -142,6 +142,16 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 			Key:  filepath.Join(dir, tc.TLS.KeyFile),
 			CA:   filepath.Join(dir, tc.TLS.CAFile),
 		}
+		// The node gets its own copies: templates belong to root.
+		for _, f := range []struct {
+			field, rel string
+			data       *[]byte
+		}{{"tls.cert_file", tc.TLS.CertFile, &spec.TLS.CertPEM}, {"tls.key_file", tc.TLS.KeyFile, &spec.TLS.KeyPEM},
+			{"tls.ca_file", tc.TLS.CAFile, &spec.TLS.CAPEM}} {
+			if *f.data, err = td.ReadFile(f.rel, 1<<20); err != nil {
+				return nil, d.fail(cfg, "%s = %q cannot be read (%v); render it into the task's secrets/ with a template", f.field, f.rel, why(err))
+			}
+		}
 	}
 	if host.Path != "" {
 		spec.HostBin = filepath.Dir(host.Path)

@@ -225,3 +225,21 @@ func TestPreCommandInTask(t *testing.T) {
 	checkConfined(t, "the pre-command", seen[0], "")
 	j.Alloc = j.waitAlloc("running", 2*time.Minute)
 }
+
+// TestRootRefused: a job that asks for root is refused unless the
+// operator allows it (allow_root), with an event that says so.
+func TestRootRefused(t *testing.T) {
+	t.Parallel()
+	const tarball = "hello_erl-0.1.0.tar.gz"
+	j := submitJob(t, "beam.nomad.hcl", uniqueJob(t, "root"), map[string]string{
+		"task":   "hello_erl",
+		"source": releases.URL + "/" + tarball,
+		"sha256": releases.SHA256(t, tarball),
+		"user":   "root",
+	})
+	j.Alloc = j.waitAlloc("failed", 2*time.Minute)
+	ev := strings.Join(j.events("node"), "\n")
+	if !strings.Contains(ev, `task user "root" is root`) || !strings.Contains(ev, "allow_root") {
+		t.Errorf("the refusal does not say why:\n%s", ev)
+	}
+}

@@ -10,9 +10,14 @@ import (
 )
 
 // TLS is the node's certificate, key and CA for TLS distribution, as
-// absolute paths.
+// absolute paths, or as contents (PEM) to give the node in its own copies.
 type TLS struct {
 	Cert, Key, CA string
+	// CertPEM, KeyPEM and CAPEM, when set, are written to the node's
+	// private directory, owned by the task's user, and used instead of
+	// the paths: Nomad renders templates as root, and a key that only
+	// root can read is of no use to a node that runs as nobody.
+	CertPEM, KeyPEM, CAPEM []byte
 }
 
 // writeSSLDistOpt writes the ssl_dist_optfile for mutual TLS: both ends
@@ -22,6 +27,20 @@ type TLS struct {
 // assigns, or the host of node_name) as a subject alternative name. It
 // returns the file's path.
 func writeSSLDistOpt(out *os.Root, dir string, t *TLS, owner taskdir.Owner) (string, error) {
+	if t.CertPEM != nil {
+		own := *t
+		for _, f := range []struct {
+			name string
+			data []byte
+			path *string
+		}{{"dist.crt", t.CertPEM, &own.Cert}, {"dist.key", t.KeyPEM, &own.Key}, {"ca.crt", t.CAPEM, &own.CA}} {
+			if err := taskdir.WriteFile(out, f.name, f.data, 0o400, owner); err != nil {
+				return "", fmt.Errorf("launch: %w", err)
+			}
+			*f.path = filepath.Join(dir, f.name)
+		}
+		t = &own
+	}
 	for _, f := range []string{t.Cert, t.Key, t.CA} {
 		if _, err := os.Stat(f); err != nil {
 			return "", fmt.Errorf("TLS distribution: %s cannot be read (%v); render it into the task's secrets/ with a template", filepath.Base(f), err)
