@@ -186,7 +186,8 @@ type Config struct {
 	// any file the plugin (root) can.
 	FileRoots []string `codec:"file_roots"`
 	// DefaultUser runs tasks whose jobspec sets no user; "nobody" by
-	// default, as Nomad's exec driver.
+	// default, as Nomad's exec driver. "dynamic" gives each such task a
+	// uid of its own from the client's dynamic workload user pool.
 	DefaultUser string `codec:"default_user"`
 	// AllowedUsers are the users besides DefaultUser that a jobspec may
 	// name; "*" allows any but root. Landlock does not govern connecting
@@ -206,6 +207,9 @@ type Config struct {
 	// the client may also write, such as a shared log directory.
 	ReadWritePaths []string `codec:"read_write_paths"`
 }
+
+// dynamicDefault as default_user gives each task a dynamic workload user.
+const dynamicDefault = "dynamic"
 
 // Isolation modes.
 const (

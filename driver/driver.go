@@ -114,7 +114,17 @@ func (d *Driver) cfg() (*Config, *base.ClientDriverConfig) {
 func (d *Driver) TaskConfigSchema() (*hclspec.Spec, error) { return taskConfigSpec, nil }
 
 // Capabilities tells Nomad what the driver supports.
-func (d *Driver) Capabilities() (*drivers.Capabilities, error) { return capabilities, nil }
+// With default_user = "dynamic", Nomad gives each task that names no user
+// a uid of its own from the client's pool.
+func (d *Driver) Capabilities() (*drivers.Capabilities, error) {
+	pcfg, _ := d.cfg()
+	if pcfg.DefaultUser != dynamicDefault {
+		return capabilities, nil
+	}
+	c := *capabilities
+	c.DynamicWorkloadUsers = true
+	return &c, nil
+}
 
 // Fingerprint reports the driver's health and attributes, at once and then
 // periodically.
@@ -204,6 +214,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		// The executor would run the node with no memory limit at all.
 		return nil, nil, fmt.Errorf("beam task config: resources.memory_max = %d (no limit) is refused; "+
 			"set memory_max to a size in MB, or leave it out", r.NomadResources.Memory.MemoryMaxMB)
+	}
+	if cfg.User == "" && pcfg.DefaultUser == dynamicDefault {
+		return nil, nil, d.fail(cfg, `default_user = "dynamic", but Nomad gave the task no dynamic workload user; `+
+			"check the client's user.dynamic_user_min and dynamic_user_max")
 	}
 	if cfg.User == "" {
 		// As exec: a task that names no user runs as an unprivileged one.

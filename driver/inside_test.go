@@ -116,3 +116,14 @@ func TestUserPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestDynamicDefaultUser(t *testing.T) {
+	d, _ := newHarness(t)
+	if c, _ := d.Capabilities(); c.DynamicWorkloadUsers {
+		t.Error("dynamic workload users claimed with default_user = nobody")
+	}
+	d.config.DefaultUser = dynamicDefault
+	if c, _ := d.Capabilities(); !c.DynamicWorkloadUsers || capabilities.DynamicWorkloadUsers {
+		t.Error("default_user = dynamic does not claim dynamic workload users, or changed the shared capabilities")
+	}
+}
