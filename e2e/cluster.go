@@ -49,8 +49,8 @@ type Cluster struct {
 	hosts         []*bridgeHost
 	// pluginLines are more beam plugin settings for every client.
 	pluginLines []string
-	forwards      []int // host ports the bridge clients reach on their loopback
-	nodes         int   // Nomad clients in all
+	forwards    []int // host ports the bridge clients reach on their loopback
+	nodes       int   // Nomad clients in all
 
 	// agentToken is the Consul token of the Nomad agents, and
 	// consulIdentity their consul block's workload identity settings.
