@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # `make demo`: Consul and Nomad agents on 127.0.0.1 with the beam plugin, and
 # the example Elixir app deployed through it. `make demo-stop` ends it all.
-# Everything lives in build/demo/.
+# Logs and the plugin live in build/demo/, Nomad's state in
+# /var/tmp/nomad-driver-beam-demo.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 demo="$root/build/demo"
+# Nomad's data_dir, where tasks run: they run as nobody, who must be able to
+# reach their directories, which a checkout under /root, say, does not allow.
+state=/var/tmp/nomad-driver-beam-demo
 bin="$root/bin"
 export NOMAD_ADDR=http://127.0.0.1:4646
 export CONSUL_HTTP_ADDR=127.0.0.1:8500
@@ -21,7 +25,7 @@ stop() {
   # Executors and nodes run in their own sessions; end whatever is left.
   for p in /proc/[0-9]*; do
     for link in cwd exe; do
-      case "$(readlink "$p/$link" 2>/dev/null)" in "$demo"/*) kill -9 "${p#/proc/}" 2>/dev/null || true ;; esac
+      case "$(readlink "$p/$link" 2>/dev/null)" in "$demo"/*|"$state"/*) kill -9 "${p#/proc/}" 2>/dev/null || true ;; esac
     done
   done
   rm -f "$demo"/*.pid
@@ -42,7 +46,8 @@ start() {
     echo "the demo is already running; 'make demo-stop' ends it" >&2
     exit 1
   fi
-  mkdir -p "$demo/plugins"
+  mkdir -p "$demo/plugins" "$state/nomad"
+  chmod 0711 "$state" "$state/nomad"
   cp "$bin/nomad-driver-beam" "$demo/plugins/.nomad-driver-beam.new"
   mv -f "$demo/plugins/.nomad-driver-beam.new" "$demo/plugins/nomad-driver-beam"
 
@@ -51,7 +56,7 @@ start() {
   echo $! >"$demo/consul.pid"
 
   cat >"$demo/nomad.hcl" <<HCL
-data_dir             = "$demo/nomad"
+data_dir             = "$state/nomad"
 plugin_dir           = "$demo/plugins"
 bind_addr            = "127.0.0.1"
 disable_update_check = true
