@@ -29,7 +29,8 @@ func TestBridge(t *testing.T) {
 
 	const v1, v2 = "hello_ex-0.1.0.tar.gz", "hello_ex-0.2.0.tar.gz"
 	id := uniqueJob(t, "bridge")
-	j := submitJob(t, "bridge.nomad.hcl", id, map[string]string{
+	j := submitJob(t, "beam.nomad.hcl", id, map[string]string{
+		"bridge":          "true",
 		"task":            "hello_ex",
 		"source":          releases.URL + "/" + v1,
 		"sha256":          releases.SHA256(t, v1),

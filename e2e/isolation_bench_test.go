@@ -21,15 +21,19 @@ import (
 // Run it with `make bench`.
 func BenchmarkIsolation(b *testing.B) {
 	const tarball = "hello_erl-0.1.0.tar.gz"
-	cold := func() map[string]string {
+	cold := func(kv ...string) map[string]string {
 		name, body := releases.Padded(b, tarball, 0)
-		return map[string]string{"task": "hello_erl", "source": releases.URL + "/" + name, "sha256": sha(body)}
+		m := map[string]string{"task": "hello_erl", "source": releases.URL + "/" + name, "sha256": sha(body)}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
 	}
 	var landlock, none, raw, rawNone, chroot time.Duration
 	for i := 0; i < b.N; i++ {
 		landlock += timeToHTTP(b, "beam.nomad.hcl", fmt.Sprintf("iso-landlock-%d", i), cold())
 		raw += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("iso-raw-%d", i), cold())
-		chroot += timeToHTTP(b, "exec.nomad.hcl", fmt.Sprintf("iso-exec-%d", i), cold())
+		chroot += timeToHTTP(b, "rawexec.nomad.hcl", fmt.Sprintf("iso-exec-%d", i), cold("driver", "exec"))
 	}
 	restore := setPluginOption(b, `isolation = "none"`)
 	for i := 0; i < b.N; i++ {

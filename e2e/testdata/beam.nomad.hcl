@@ -31,6 +31,10 @@ variable "restarts" {
   type    = number
   default = 0
 }
+variable "bridge" {
+  type    = bool
+  default = false
+}
 variable "user" {
   type    = string
   default = ""
@@ -52,9 +56,26 @@ job "app" {
   group "app" {
     count = var.count
 
+    # With var.bridge, each allocation runs in its own network namespace,
+    # on a client of class "bridge", one per client, with ports mapped
+    # from the client's address.
     network {
-      port "http" {}
-      port "dist" {}
+      mode = var.bridge ? "bridge" : "host"
+      port "http" {
+        to = var.bridge ? 8080 : 0
+      }
+      port "dist" {
+        to = var.bridge ? 9100 : 0
+      }
+    }
+
+    dynamic "constraint" {
+      for_each = var.bridge ? [["$${node.class}", "=", "bridge"], ["", "distinct_hosts", "true"]] : []
+      content {
+        attribute = constraint.value[0]
+        operator  = constraint.value[1]
+        value     = constraint.value[2]
+      }
     }
 
     # A failed allocation stays failed, so that a failing deployment

@@ -5,6 +5,12 @@ variable "job" { type = string }
 variable "task" { type = string }
 variable "source" { type = string }
 variable "sha256" { type = string }
+# exec runs the same job under Nomad's exec driver, whose chroot the client
+# builds for every task: the other candidate for file-system isolation.
+variable "driver" {
+  type    = string
+  default = "raw_exec"
+}
 variable "count" {
   type    = number
   default = 1
@@ -28,7 +34,7 @@ job "app" {
     }
 
     task "node" {
-      driver = "raw_exec"
+      driver = var.driver
 
       artifact {
         source      = var.source
