@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"time"
+
+	"github.com/hashicorp/consul-template/signals"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 	dproto "github.com/hashicorp/nomad/plugins/drivers/proto"
@@ -77,17 +78,12 @@ func (d *Driver) ExecTaskStreamingRaw(ctx context.Context, taskID string, comman
 	return h.exec.ExecStreaming(ctx, append([]string{bin}, box.Args()...), tty, stream)
 }
 
+// signalByName turns Nomad's signal name into the signal, with the table
+// Nomad's own executor uses.
 func signalByName(name string) (os.Signal, error) {
-	sig, ok := signals[name]
+	sig, ok := signals.SignalLookup[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown signal %q", name)
 	}
 	return sig, nil
-}
-
-var signals = map[string]os.Signal{
-	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGKILL": syscall.SIGKILL,
-	"SIGHUP": syscall.SIGHUP, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
-	"SIGQUIT": syscall.SIGQUIT, "SIGSTOP": syscall.SIGSTOP, "SIGCONT": syscall.SIGCONT,
-	"SIGWINCH": syscall.SIGWINCH, "SIGALRM": syscall.SIGALRM,
 }

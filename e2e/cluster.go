@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e runs the beam driver under real Nomad and Consul agents.
 //
 // One Cluster is started per test binary and shared by its tests: a Consul
