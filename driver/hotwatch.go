@@ -2,16 +2,14 @@ package driver
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // A hot upgrade is asked for through a Nomad Variable, not through the
@@ -28,58 +26,25 @@ import (
 //     default is needed.
 
 // hotTarget is one key's value in the hot-upgrade Variable.
-type hotTarget struct {
-	// Version is the release version to run. With no Source it must
-	// already be on the node (a hot downgrade to the base release).
-	Version string `json:"version"`
-	Source  string `json:"source,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
-	// Rollout names the rollout that wrote the value. It makes a retry
-	// of a failed version a new value, which the driver tries again.
-	Rollout string `json:"rollout,omitempty"`
-}
-
-// hotAllKey is the key whose target applies to every allocation that has
-// no key of its own, so that allocations placed later follow a finished
-// rollout.
-const hotAllKey = "all"
+type hotTarget = hotspec.Target
 
 // hotVariable returns the Variable path a task follows.
 func hotVariable(cfg *drivers.TaskConfig, hc HotUpgradeConfig) string {
 	if hc.Variable != "" {
 		return hc.Variable
 	}
-	return fmt.Sprintf("nomad/jobs/%s/%s/%s", cfg.JobID, cfg.TaskGroupName, cfg.Name)
+	return hotspec.Path(cfg.JobID, cfg.TaskGroupName, cfg.Name)
 }
 
-// pickTarget returns the raw target for an allocation from a Variable's
-// items: its own key, else the "all" key. Empty means none.
-func pickTarget(items map[string]string, allocID string) (key, raw string) {
-	if v, ok := items[allocID]; ok && strings.TrimSpace(v) != "" {
-		return allocID, strings.TrimSpace(v)
-	}
-	if v, ok := items[hotAllKey]; ok && strings.TrimSpace(v) != "" {
-		return hotAllKey, strings.TrimSpace(v)
-	}
-	return "", ""
-}
-
-// parseTarget decodes and checks one target.
+// parseTarget decodes and checks one target, and that the driver can
+// fetch its source.
 func parseTarget(raw string) (hotTarget, error) {
-	var t hotTarget
-	dec := json.NewDecoder(strings.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&t); err != nil {
-		return t, fmt.Errorf(`not a JSON target {"version": …, "source": …, "sha256": …}: %v`, err)
-	}
-	if t.Version == "" {
-		return t, errors.New(`"version" is missing`)
+	t, err := hotspec.Parse(raw)
+	if err != nil {
+		return t, err
 	}
 	if t.Source != "" && !hasAnyPrefix(t.Source, schemes) {
 		return t, fmt.Errorf(`"source" %q: unsupported; use s3://, gs://, https://, http:// or file:///abs/path`, fetch.Redact(t.Source))
-	}
-	if t.SHA256 != "" && !sha256Pattern.MatchString(t.SHA256) {
-		return t, fmt.Errorf(`"sha256" %q must be 64 hex characters, as printed by sha256sum`, t.SHA256)
 	}
 	return t, nil
 }
@@ -151,7 +116,7 @@ func (d *Driver) watchTargets(ctx context.Context, h *taskHandle, hc HotUpgradeC
 		if v != nil {
 			items = v.Items
 		}
-		key, raw := pickTarget(items, cfg.AllocID)
+		key, raw := hotspec.Pick(items, cfg.AllocID)
 		if raw != "" && d.converge(ctx, h, hc, key, raw) {
 			index = 0 // ask again soon: the node was not up yet
 			select {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 func TestPickTarget(t *testing.T) {
@@ -23,7 +24,7 @@ func TestPickTarget(t *testing.T) {
 		{"no variable", nil, ""},
 	}
 	for _, tc := range cases {
-		key, raw := pickTarget(tc.items, alloc)
+		key, raw := hotspec.Pick(tc.items, alloc)
 		if key != tc.key || (key != "" && raw != strings.TrimSpace(tc.items[key])) {
 			t.Errorf("%s: got %q %q, want key %q", tc.name, key, raw, tc.key)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // prepared is a release on disk, ready to start.
@@ -283,7 +284,7 @@ func (d *Driver) eventWith(cfg *drivers.TaskConfig, ann map[string]string, forma
 // fail emits a task event for a failed step and returns it as an error.
 func (d *Driver) fail(cfg *drivers.TaskConfig, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	d.event(cfg, "%s", err.Error())
+	d.eventWith(cfg, map[string]string{hotspec.DetailFailed: "true"}, "%s", err.Error())
 	return err
 }
 

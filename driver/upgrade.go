@@ -5,24 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // Outcomes of a hot upgrade, in the beam.hot annotation of its task events,
 // which tools read from the allocation's task state.
 const (
-	hotStarted   = "started"
-	hotSucceeded = "succeeded"
-	hotRefused   = "refused" // checked before touching the node: untouched
-	hotFailed    = "failed"  // failed on the node: it serves the old version
-	hotCurrent   = "current" // the node already runs the target
-	hotInvalid   = "invalid" // the Variable's value cannot be read
+	hotStarted   = string(hotspec.Started)
+	hotSucceeded = string(hotspec.Succeeded)
+	hotRefused   = string(hotspec.Refused)
+	hotFailed    = string(hotspec.Failed)
+	hotCurrent   = string(hotspec.Current)
+	hotInvalid   = string(hotspec.Invalid)
 )
 
 // hotStep is one upgrade's story, told in task events.
@@ -37,16 +37,8 @@ type hotStep struct {
 }
 
 func (s *hotStep) emit(outcome, format string, args ...any) {
-	ann := map[string]string{
-		"beam.hot":         outcome,
-		"beam.hot.key":     s.key,
-		"beam.hot.version": s.to,
-		"beam.hot.from":    s.from,
-	}
-	if outcome != hotStarted {
-		ann["beam.hot.ms"] = strconv.FormatInt(time.Since(s.start).Milliseconds(), 10)
-	}
-	s.d.eventWith(s.cfg, ann, format, args...)
+	r := hotspec.Report{Outcome: hotspec.Outcome(outcome), Key: s.key, Version: s.to, From: s.from, Took: time.Since(s.start)}
+	s.d.eventWith(s.cfg, r.Details(), format, args...)
 }
 
 // converge brings the node to the target in raw, the value of key in the

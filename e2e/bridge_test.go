@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // TestBridge runs a job in bridge mode on two clients, each in a network
@@ -92,7 +94,7 @@ func TestBridge(t *testing.T) {
 			before[a.Alloc] = pid
 		}
 		since := time.Now()
-		setHot(t, id, map[string]hotTarget{"all": target(t, "0.2.0", v2)})
+		setHot(t, id, map[string]hotTarget{hotspec.AllKey: target(t, "0.2.0", v2)})
 		for _, a := range allocs {
 			if ev := a.waitHot("node", "0.2.0", since); ev.Outcome != "succeeded" {
 				t.Fatalf("hot upgrade of %s: %s: %s", a.Alloc, ev.Outcome, ev.Message)

@@ -5,10 +5,11 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // BenchmarkHotUpgrade measures hot upgrades of the example relx release
@@ -75,16 +76,16 @@ func hotOne(b *testing.B, id, v1, v2 string) (time.Duration, time.Duration) {
 		b.Fatal("the new code never answered")
 	}
 	ev := j.waitHot("node", "0.2.0", start.Add(-time.Second))
-	ms := 0
+	var took time.Duration
 	for _, e := range j.alloc().TaskStates["node"].Events {
-		if e.Details["beam.hot"] == "succeeded" {
-			ms, _ = strconv.Atoi(e.Details["beam.hot.ms"])
+		if r, ok := hotspec.ReportOf(e.Details); ok && r.Outcome == hotspec.Succeeded {
+			took = r.Took
 		}
 	}
-	if ev.Outcome != "succeeded" || ms == 0 {
+	if ev.Outcome != string(hotspec.Succeeded) || took == 0 {
 		b.Fatalf("no successful upgrade: %s", ev.Message)
 	}
-	return at.Sub(start), time.Duration(ms) * time.Millisecond
+	return at.Sub(start), took
 }
 
 // hotVersusFull runs the example jobspec with three allocations of v1, and

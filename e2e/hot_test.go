@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -14,14 +13,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // hotTarget is a value in a job's hot-upgrade Variable.
-type hotTarget struct {
-	Version string `json:"version"`
-	Source  string `json:"source,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
-}
+type hotTarget = hotspec.Target
 
 // target returns the hot target for a tarball that the release server has.
 func target(t testing.TB, version, tarball string) hotTarget {
@@ -29,7 +26,7 @@ func target(t testing.TB, version, tarball string) hotTarget {
 }
 
 // hotPath is the Variable a test job's task follows.
-func hotPath(jobID string) string { return "nomad/jobs/" + jobID + "/app/node" }
+func hotPath(jobID string) string { return hotspec.Path(jobID, "app", "node") }
 
 // setHot writes the job's hot-upgrade Variable with one key per
 // allocation, as an operator (or the tools) would.
@@ -37,8 +34,7 @@ func setHot(t testing.TB, jobID string, targets map[string]hotTarget) {
 	t.Helper()
 	items := map[string]string{}
 	for k, v := range targets {
-		b, _ := json.Marshal(v)
-		items[k] = string(b)
+		items[k] = v.Encode()
 	}
 	putVar(t, hotPath(jobID), items)
 }
@@ -57,11 +53,11 @@ func (j *job) waitHot(task, version string, since time.Time) hotEvent {
 	err := waitEvery(50*time.Millisecond, 90*time.Second, func() error {
 		for _, e := range j.alloc().TaskStates[task].Events {
 			at := time.Unix(0, e.Time)
-			o := e.Details["beam.hot"]
-			if o == "" || o == "started" || at.Before(since) || e.Details["beam.hot.version"] != version {
+			r, ok := hotspec.ReportOf(e.Details)
+			if !ok || !r.Outcome.Final() || at.Before(since) || r.Version != version {
 				continue
 			}
-			ev = hotEvent{Outcome: o, Version: version, Message: e.DisplayMessage, Time: at}
+			ev = hotEvent{Outcome: string(r.Outcome), Version: version, Message: e.DisplayMessage, Time: at}
 			return nil
 		}
 		return fmt.Errorf("no outcome yet for the hot upgrade to %s", version)
@@ -338,7 +334,7 @@ func TestHotUpgradePluginRestart(t *testing.T) {
 	setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.2.0", v2)})
 	err := waitEvery(5*time.Millisecond, 30*time.Second, func() error {
 		for _, e := range j.alloc().TaskStates["node"].Events {
-			if e.Details["beam.hot"] != "" && time.Unix(0, e.Time).After(asked.Add(-time.Second)) {
+			if _, ok := hotspec.ReportOf(e.Details); ok && time.Unix(0, e.Time).After(asked.Add(-time.Second)) {
 				return nil
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
+
 	nomad "github.com/hashicorp/nomad/api"
 )
 
@@ -207,7 +209,7 @@ func FailureReasons(ctx context.Context, c *nomad.Client, jobID, ns string) []st
 				continue
 			}
 			for _, e := range ts.Events {
-				if e.FailsTask || e.Type == "Driver Failure" || e.Type == "Terminated" || e.Details["beam.hot"] == "" && e.Type == "Driver" && strings.Contains(e.DisplayMessage, "failed") {
+				if e.FailsTask || e.Type == "Driver Failure" || e.Type == "Terminated" || e.Details[hotspec.DetailFailed] != "" {
 					out = append(out, fmt.Sprintf("%s %s: %s: %s", a.ID[:8], task, e.Type, e.DisplayMessage))
 				}
 			}

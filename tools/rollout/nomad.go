@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
+
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -28,7 +30,7 @@ type Nomad struct {
 
 // Path is the hot-upgrade Variable the driver follows by default.
 func (n *Nomad) Path() string {
-	return fmt.Sprintf("nomad/jobs/%s/%s/%s", n.Job, n.Group, n.Task)
+	return hotspec.Path(n.Job, n.Group, n.Task)
 }
 
 func (n *Nomad) query(ctx context.Context, index uint64) *nomad.QueryOptions {
@@ -82,8 +84,8 @@ func Version(ts *nomad.TaskState) string {
 		switch {
 		case e.Details["beam.version"] != "":
 			v = e.Details["beam.version"]
-		case e.Details["beam.hot"] == "succeeded":
-			v = e.Details["beam.hot.version"]
+		case hotspec.Outcome(e.Details[hotspec.DetailOutcome]) == hotspec.Succeeded:
+			v = e.Details[hotspec.DetailVersion]
 		}
 	}
 	return v
@@ -168,12 +170,11 @@ func (n *Nomad) WaitOutcome(ctx context.Context, alloc, version string, since ti
 		index = meta.LastIndex
 		if ts := a.TaskStates[n.Task]; ts != nil {
 			for _, e := range ts.Events {
-				r := e.Details["beam.hot"]
-				if r == "" || r == "started" || e.Details["beam.hot.version"] != version || !time.Unix(0, e.Time).After(since) {
+				r, ok := hotspec.ReportOf(e.Details)
+				if !ok || !r.Outcome.Final() || r.Version != version || !time.Unix(0, e.Time).After(since) {
 					continue
 				}
-				ms, _ := strconv.Atoi(e.Details["beam.hot.ms"])
-				return Outcome{Result: r, Message: e.DisplayMessage, Took: time.Duration(ms) * time.Millisecond}, nil
+				return Outcome{Result: r.Outcome, Message: e.DisplayMessage, Took: r.Took}, nil
 			}
 			if ts.State == "dead" {
 				return Outcome{}, fmt.Errorf("task %s of allocation %s is dead", n.Task, alloc)

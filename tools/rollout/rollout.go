@@ -15,17 +15,12 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // Target is what an allocation should run; the JSON of a Variable value.
-type Target struct {
-	Version string `json:"version"`
-	Source  string `json:"source,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
-	// Rollout names the rollout that set it. The driver does not retry a
-	// value that failed, so each rollout writes values of its own.
-	Rollout string `json:"rollout,omitempty"`
-}
+type Target = hotspec.Target
 
 // Alloc is one running allocation of the job.
 type Alloc struct {
@@ -39,14 +34,14 @@ type Alloc struct {
 // Outcome is the driver's report of one hot upgrade.
 type Outcome struct {
 	// Result is succeeded, current, refused, failed or invalid.
-	Result  string
+	Result  hotspec.Outcome
 	Message string
 	// Took is the driver's own time for the upgrade.
 	Took time.Duration
 }
 
 // OK reports whether the allocation now runs the target.
-func (o Outcome) OK() bool { return o.Result == "succeeded" || o.Result == "current" }
+func (o Outcome) OK() bool { return o.Result.OK() }
 
 // Cluster is what a rollout needs from Nomad and Consul.
 type Cluster interface {
@@ -66,7 +61,7 @@ type Cluster interface {
 }
 
 // AllKey is the Variable key that applies to allocations without their own.
-const AllKey = "all"
+const AllKey = hotspec.AllKey
 
 // Event is one step of a rollout, for progress output.
 type Event struct {

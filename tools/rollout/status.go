@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
+
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -113,14 +115,15 @@ func readEvents(ts *nomad.TaskState, st *Status) {
 				st.LastDeploy = "full"
 			}
 		}
-		switch r := e.Details["beam.hot"]; r {
-		case "":
-		case "started":
-			st.LastDeploy, st.LastResult = "hot", "running "+e.Details["beam.hot.version"]
+		r, ok := hotspec.ReportOf(e.Details)
+		switch {
+		case !ok:
+		case r.Outcome == hotspec.Started:
+			st.LastDeploy, st.LastResult = "hot", "running "+r.Version
 		default:
-			st.LastDeploy, st.LastResult = "hot", r+" "+e.Details["beam.hot.version"]
-			if r == "succeeded" {
-				st.Hot = e.Details["beam.hot.version"]
+			st.LastDeploy, st.LastResult = "hot", string(r.Outcome)+" "+r.Version
+			if r.Outcome == hotspec.Succeeded {
+				st.Hot = r.Version
 				if st.Hot == st.Base {
 					st.Hot = ""
 				}
