@@ -289,35 +289,28 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, fmt.Errorf("failed to start %s: %w", p.release.Name, err)
 	}
 
-	h := &taskHandle{
-		exec:         exec,
-		pluginClient: pluginClient,
-		logger:       logger,
-		taskConfig:   cfg,
-		procState:    drivers.TaskStateRunning,
-		startedAt:    time.Now().Round(time.Millisecond),
-		pid:          ps.Pid,
-		oom:          oomCounter(cfg),
-		hotKick:      make(chan struct{}, 1),
-		state: taskState{
-			ReattachConfig: pstructs.ReattachConfigFromGoPlugin(pluginClient.ReattachConfig()),
-			Pid:            ps.Pid,
-			ReleaseName:    p.release.Name,
-			ReleaseVersion: p.release.Version,
-			ReleaseKind:    string(p.release.Kind),
-			ReleaseRoot:    p.release.Root,
-			Node:           p.node,
-			DistPort:       p.distPort,
-			DistInside:     p.inside,
-			ERTS:           p.release.ERTS,
-			Home:           p.home,
-			SSLDistOptFile: p.tlsOpt,
-			Trees:          p.trees,
-			User:           cfg.User,
-		},
+	h := newHandle(d.ctx, exec, pluginClient, logger, cfg)
+	h.startedAt = time.Now().Round(time.Millisecond)
+	h.pid = ps.Pid
+	h.state = taskState{
+		ReattachConfig: pstructs.ReattachConfigFromGoPlugin(pluginClient.ReattachConfig()),
+		Pid:            ps.Pid,
+		ReleaseName:    p.release.Name,
+		ReleaseVersion: p.release.Version,
+		ReleaseKind:    string(p.release.Kind),
+		ReleaseRoot:    p.release.Root,
+		Node:           p.node,
+		DistPort:       p.distPort,
+		DistInside:     p.inside,
+		ERTS:           p.release.ERTS,
+		Home:           p.home,
+		SSLDistOptFile: p.tlsOpt,
+		Trees:          p.trees,
+		User:           cfg.User,
 	}
 	h.state.StartedAt = h.startedAt
 	if err := handle.SetDriverState(&h.state); err != nil {
+		h.cancel()
 		_ = exec.Shutdown("", 0)
 		pluginClient.Kill()
 		return nil, nil, fmt.Errorf("failed to set driver state: %w", err)
@@ -349,16 +342,7 @@ func (d *Driver) startCluster(h *taskHandle, service string) {
 	if service == "" || h.state.Node == "" {
 		return
 	}
-	ctx, cancel := context.WithCancel(d.ctx)
-	h.stopCluster = cancel
-	go func() {
-		d.cluster(ctx, h, service)
-	}()
-	go func() {
-		// The loop ends with the node.
-		_, _ = h.exec.Wait(ctx)
-		cancel()
-	}()
+	go d.cluster(h.ctx, h, service)
 }
 
 func nodeSuffix(node string) string {
@@ -394,18 +378,8 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	if err != nil {
 		return fmt.Errorf("failed to reattach to executor: %w", err)
 	}
-	h := &taskHandle{
-		exec:         exec,
-		pluginClient: pluginClient,
-		logger:       logger,
-		taskConfig:   handle.Config,
-		procState:    drivers.TaskStateRunning,
-		startedAt:    st.StartedAt,
-		pid:          st.Pid,
-		oom:          oomCounter(handle.Config),
-		hotKick:      make(chan struct{}, 1),
-		state:        st,
-	}
+	h := newHandle(d.ctx, exec, pluginClient, logger, handle.Config)
+	h.startedAt, h.pid, h.state = st.StartedAt, st.Pid, st
 	d.tasks.Set(handle.Config.ID, h)
 	if st.Node != "" {
 		if _, err := d.portMapper(); err != nil {
@@ -495,12 +469,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		}
 		h.pluginClient.Kill()
 	}
-	if h.stopCluster != nil {
-		h.stopCluster()
-	}
-	if h.stopHot != nil {
-		h.stopHot()
-	}
+	h.cancel()
 	d.unregisterNode(h.state.Node, nodeOwner(h.taskConfig))
 	d.stopLocalMapper(h.taskConfig.ID)
 	// The task's environment holds its secrets; it is written again on

@@ -59,6 +59,11 @@ type taskHandle struct {
 	exec         executor.Executor
 	pluginClient *plugin.Client
 	logger       hclog.Logger
+	// ctx lives as long as the node: run cancels it when the node exits,
+	// DestroyTask when the task goes. The clustering and hot-upgrade
+	// loops end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// stateLock guards the fields below it.
 	stateLock   sync.RWMutex
@@ -74,15 +79,28 @@ type taskHandle struct {
 	// cannot be read.
 	oom *oomCount
 
-	// stopCluster ends the clustering loop, if any.
-	stopCluster context.CancelFunc
-
 	// Hot upgrades: one at a time, with what was tried.
 	hotMu   sync.Mutex
 	hot     hotRecord
 	rec     *record // the task's record in data_dir
 	hotKick chan struct{}
-	stopHot context.CancelFunc
+}
+
+// newHandle returns the handle of a node that runs under exec, with a
+// lifetime derived from the driver's.
+func newHandle(parent context.Context, exec executor.Executor, pc *plugin.Client, logger hclog.Logger, cfg *drivers.TaskConfig) *taskHandle {
+	ctx, cancel := context.WithCancel(parent)
+	return &taskHandle{
+		exec:         exec,
+		pluginClient: pc,
+		logger:       logger,
+		ctx:          ctx,
+		cancel:       cancel,
+		taskConfig:   cfg,
+		procState:    drivers.TaskStateRunning,
+		oom:          oomCounter(cfg),
+		hotKick:      make(chan struct{}, 1),
+	}
 }
 
 func (h *taskHandle) TaskStatus() *drivers.TaskStatus {
@@ -111,8 +129,10 @@ func (h *taskHandle) IsRunning() bool {
 	return h.procState == drivers.TaskStateRunning
 }
 
-// run waits for the node to exit and records how it ended.
+// run waits for the node to exit and records how it ended; the handle's
+// context ends with it.
 func (h *taskHandle) run() {
+	defer h.cancel()
 	ps, err := h.exec.Wait(context.Background())
 	h.stateLock.Lock()
 	defer h.stateLock.Unlock()

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"context"
 	"time"
 )
 
@@ -109,13 +108,7 @@ func (d *Driver) startHot(h *taskHandle, hc HotUpgradeConfig) {
 		return
 	}
 	d.loadHot(h)
-	ctx, cancel := context.WithCancel(d.ctx)
-	h.stopHot = cancel
-	go d.watchTargets(ctx, h, hc)
-	go func() {
-		_, _ = h.exec.Wait(ctx)
-		cancel()
-	}()
+	go d.watchTargets(h.ctx, h, hc)
 }
 
 // kickHot makes the task's watcher read its target again now.
