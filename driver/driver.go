@@ -23,6 +23,7 @@ import (
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/sandbox"
 )
 
@@ -41,6 +42,9 @@ type Driver struct {
 	mu           sync.RWMutex
 	config       *Config
 	clientConfig *base.ClientDriverConfig
+	// fetch and cache serve every task; SetConfig renews them.
+	fetch *fetch.Fetcher
+	cache *cache.Cache
 
 	host *hostErlang
 
@@ -66,6 +70,8 @@ func New(ctx context.Context, logger hclog.Logger) *Driver {
 			DefaultUser: "nobody", Isolation: isolationLandlock},
 		locals: map[string]*epmd.Local{},
 		host:   &hostErlang{},
+		// What Nomad's agent passes replaces it in SetConfig.
+		clientConfig: &base.ClientDriverConfig{Topology: numalib.Scan(numalib.PlatformScanners(false))},
 	}
 }
 
@@ -91,7 +97,8 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.config = &c
-	if cfg.AgentConfig != nil && cfg.AgentConfig.Driver != nil {
+	d.fetch, d.cache = newFetcher(&c), nil
+	if cfg.AgentConfig != nil && cfg.AgentConfig.Driver != nil && cfg.AgentConfig.Driver.Topology != nil {
 		d.clientConfig = cfg.AgentConfig.Driver
 	}
 	d.host.setPath(c.ErlPath)
@@ -102,11 +109,8 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 // always sends the latter; without it (as in tests) the topology is scanned
 // here, because the executor needs it.
 func (d *Driver) cfg() (*Config, *base.ClientDriverConfig) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.clientConfig == nil || d.clientConfig.Topology == nil {
-		d.clientConfig = &base.ClientDriverConfig{Topology: numalib.Scan(numalib.PlatformScanners(false))}
-	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	return d.config, d.clientConfig
 }
 
@@ -331,8 +335,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 
 // releaseCache drops a task's hold on the cached releases it used.
 func (d *Driver) releaseCache(taskID string) {
-	cfg, _ := d.cfg()
-	if store, err := cache.New(filepath.Join(cfg.DataDir, "cache"), 0); err == nil {
+	if store, err := d.releases(); err == nil {
 		store.Release(taskID)
 	}
 }

@@ -30,15 +30,14 @@ type tarball struct {
 // <tarball>.sha256 next to the tarball.
 func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel ReleaseConfig, logger hclog.Logger) (*tarball, error) {
 	pcfg, _ := d.cfg()
-	fetcher := d.fetcher()
 	store, err := d.store(cfg)
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
 	src := fetch.Redact(rel.Source)
-	fetcher.OnRetry = func(attempt int, err error, wait time.Duration) {
+	fetcher := d.fetcher().WithRetry(func(attempt int, err error, wait time.Duration) {
 		d.event(cfg, "Fetch attempt %d failed, retrying in %s: %v", attempt, wait.Round(100*time.Millisecond), err)
-	}
+	})
 
 	sum := rel.SHA256
 	if sum == "" {
@@ -123,9 +122,17 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 	return t, nil
 }
 
-// fetcher returns a fetcher built from the plugin config.
+// fetcher returns the plugin's fetcher, built from its config once.
 func (d *Driver) fetcher() *fetch.Fetcher {
-	cfg, _ := d.cfg()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fetch == nil {
+		d.fetch = newFetcher(d.config)
+	}
+	return d.fetch
+}
+
+func newFetcher(cfg *Config) *fetch.Fetcher {
 	window, _ := time.ParseDuration(cfg.FetchRetryWindow)
 	return fetch.New(fetch.Config{
 		S3Endpoint:  cfg.S3Endpoint,
@@ -135,4 +142,18 @@ func (d *Driver) fetcher() *fetch.Fetcher {
 		MaxBytes:    int64(cfg.MaxDownloadMB) << 20,
 		FileRoots:   cfg.FileRoots,
 	})
+}
+
+// releases returns the node's release cache, opened once per config.
+func (d *Driver) releases() (*cache.Cache, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cache == nil {
+		c, err := cache.New(filepath.Join(d.config.DataDir, "cache"), int64(d.config.CacheMaxMB)<<20)
+		if err != nil {
+			return nil, fmt.Errorf("release cache in data_dir %s: %w", d.config.DataDir, err)
+		}
+		d.cache = c
+	}
+	return d.cache, nil
 }

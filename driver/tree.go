@@ -89,19 +89,15 @@ func (d *Driver) buildTree(tarball, dir string) error {
 // store returns the node's release cache, the part of it for the task's
 // namespace: a release is shared only within one.
 func (d *Driver) store(cfg *drivers.TaskConfig) (*cache.Cache, error) {
-	pcfg, _ := d.cfg()
-	c, err := cache.New(filepath.Join(pcfg.DataDir, "cache"), int64(pcfg.CacheMaxMB)<<20)
-	if err == nil {
-		ns := cfg.Namespace
-		if ns == "" {
-			ns = "default"
-		}
-		c, err = c.Namespace(ns)
-	}
+	c, err := d.releases()
 	if err != nil {
-		return nil, fmt.Errorf("release cache in data_dir %s: %w", pcfg.DataDir, err)
+		return nil, err
 	}
-	return c, nil
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return c.Namespace(ns)
 }
 
 // copyRelease gives the task its own copy of the release in local/release,

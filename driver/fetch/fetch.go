@@ -60,6 +60,14 @@ type Fetcher struct {
 	OnRetry func(attempt int, err error, wait time.Duration)
 }
 
+// WithRetry returns a fetcher that shares f's stores and tells onRetry
+// about each transient failure: one per task, from one per plugin.
+func (f *Fetcher) WithRetry(onRetry func(attempt int, err error, wait time.Duration)) *Fetcher {
+	c := *f
+	c.OnRetry = onRetry
+	return &c
+}
+
 // source is one kind of store.
 type source interface {
 	// download writes the object at u into out and returns its size. It
