@@ -5,9 +5,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
+
 	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
+// event emits a task event, which Nomad shows in the allocation.
 func (d *Driver) event(cfg *drivers.TaskConfig, format string, args ...any) {
 	d.eventWith(cfg, nil, format, args...)
 }
