@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
+
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 	"github.com/hashicorp/nomad/plugins/drivers"
@@ -148,11 +150,11 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		quoted := make([]string, len(nodes))
+		peers := make(eterm.List, len(nodes))
 		for i, p := range nodes {
-			quoted[i] = "'" + p + "'"
+			peers[i] = eterm.Atom(p)
 		}
-		out, err := ctl.Eval(ctx, "[{P, net_kernel:connect_node(P)} || P <- ["+strings.Join(quoted, ",")+"], not lists:member(P, nodes())]")
+		out, err := ctl.Eval(ctx, "[{P, net_kernel:connect_node(P)} || P <- "+eterm.Format(peers)+", not lists:member(P, nodes())]")
 		if err != nil {
 			logger.Warn("cannot connect the node to its peers", "error", err.Error())
 			sleep(ctx, time.Second)

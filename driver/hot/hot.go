@@ -29,6 +29,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
 )
 
 // Evaler evaluates Erlang expressions on the node; control.Client is one.
@@ -116,7 +118,7 @@ func (n *Node) call(ctx context.Context, body string) (string, error) {
 }
 
 // quote returns s as an Erlang string literal.
-func quote(s string) string { return strconv.Quote(s) }
+func quote(s string) string { return eterm.Format(eterm.String(s)) }
 
 // Releases returns the releases release_handler knows, and the current one.
 func (n *Node) Releases(ctx context.Context) (current string, rels []Release, err error) {

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
 )
 
 // The errors of [Package.CheckUpgrade] and [Package.CheckDowngrade] match
@@ -163,9 +165,9 @@ func patternMatch(steps []step, vsn string) (string, bool) {
 }
 
 // restart returns the first instruction that restarts the emulator.
-func restart(instrs []Term) string {
+func restart(instrs []eterm.Term) string {
 	for _, in := range instrs {
-		if a, ok := in.(Atom); ok && (a == "restart_new_emulator" || a == "restart_emulator") {
+		if a, ok := in.(eterm.Atom); ok && (a == "restart_new_emulator" || a == "restart_emulator") {
 			return string(a)
 		}
 	}
@@ -217,6 +219,8 @@ func compareRuns(x, y string) int {
 	if c := strings.Compare(tx, ty); c != 0 {
 		return c
 	}
-	// Equal numbers: fewer leading zeros first, for a total order.
+	// eterm.Equal numbers: fewer leading zeros first, for a total order.
 	return len(x) - len(y)
 }
+
+func isDigit(r rune) bool { return '0' <= r && r <= '9' }

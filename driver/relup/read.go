@@ -19,7 +19,7 @@ const (
 	// maxRelup bounds relup files, which list instructions for every
 	// module that changed, for each version upgraded from and downgraded
 	// to: a few hundred KiB for an upgrade of thousands of modules. At
-	// the limit, Parse takes about half a second and 70 MB.
+	// the limit, eterm.Parse takes about half a second and 70 MB.
 	maxRelup = 8 << 20
 )
 

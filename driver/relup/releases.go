@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
 )
 
 // ReleaseEntry is one release listed in a releases/RELEASES file.
@@ -47,7 +49,7 @@ func WriteRELEASES(p *Package) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("relup: writing RELEASES: %w", err)
 	}
-	data := append([]byte("%% coding: utf-8\n"), Format(releasesTerm(p, root))...)
+	data := append([]byte("%% coding: utf-8\n"), eterm.Format(releasesTerm(p, root))...)
 	data = append(data, ".\n"...)
 
 	tmp, err := os.CreateTemp(dir, ".RELEASES-*")
@@ -85,14 +87,14 @@ func WriteRELEASES(p *Package) error {
 
 // releasesTerm returns the contents of a RELEASES file listing p, with root
 // as its absolute root directory.
-func releasesTerm(p *Package, root string) Term {
-	libs := make(List, len(p.Apps))
+func releasesTerm(p *Package, root string) eterm.Term {
+	libs := make(eterm.List, len(p.Apps))
 	for i, a := range p.Apps {
 		dir := filepath.Join(root, "lib", a.Name+"-"+a.Version)
-		libs[i] = Tuple{Atom(a.Name), String(a.Version), String(dir)}
+		libs[i] = eterm.Tuple{eterm.Atom(a.Name), eterm.String(a.Version), eterm.String(dir)}
 	}
-	rel := Tuple{Atom("release"), String(p.Name), String(p.Version), String(p.ERTS), libs, Atom("permanent")}
-	return List{rel}
+	rel := eterm.Tuple{eterm.Atom("release"), eterm.String(p.Name), eterm.String(p.Version), eterm.String(p.ERTS), libs, eterm.Atom("permanent")}
+	return eterm.List{rel}
 }
 
 // RELEASES returns the contents of a releases/RELEASES file that lists
@@ -101,15 +103,15 @@ func releasesTerm(p *Package, root string) Term {
 // permanent has that status and the others are old. Application
 // directories are absolute, under root/lib.
 func RELEASES(pkgs []*Package, root, permanent string) []byte {
-	var list List
+	var list eterm.List
 	for _, p := range pkgs {
-		t := releasesTerm(p, root).(List)[0].(Tuple)
+		t := releasesTerm(p, root).(eterm.List)[0].(eterm.Tuple)
 		if p.Version != permanent {
-			t[5] = Atom("old")
+			t[5] = eterm.Atom("old")
 		}
 		list = append(list, t)
 	}
-	data := append([]byte("%% coding: utf-8\n"), Format(list)...)
+	data := append([]byte("%% coding: utf-8\n"), eterm.Format(list)...)
 	return append(data, ".\n"...)
 }
 
@@ -126,7 +128,7 @@ func ReadRELEASES(root string) ([]ReleaseEntry, error) {
 	if len(terms) != 1 {
 		return nil, bad(fmt.Sprintf("holds %d terms, want 1", len(terms)))
 	}
-	list, ok := AsList(terms[0])
+	list, ok := eterm.AsList(terms[0])
 	if !ok {
 		return nil, bad("not a list of releases")
 	}
@@ -141,40 +143,40 @@ func ReadRELEASES(root string) ([]ReleaseEntry, error) {
 	return entries, nil
 }
 
-func parseReleaseEntry(t Term) (ReleaseEntry, bool) {
+func parseReleaseEntry(t eterm.Term) (ReleaseEntry, bool) {
 	var e ReleaseEntry
-	rel, ok := tagged(t, "release", 6)
+	rel, ok := eterm.Tagged(t, "release", 6)
 	if !ok {
 		return e, false
 	}
 	for i, dst := range []*string{&e.Name, &e.Version, &e.ERTS} {
-		if *dst, ok = AsString(rel[i+1]); !ok {
+		if *dst, ok = eterm.AsString(rel[i+1]); !ok {
 			return e, false
 		}
 	}
-	libs, ok := AsList(rel[4])
+	libs, ok := eterm.AsList(rel[4])
 	if !ok {
 		return e, false
 	}
 	for _, l := range libs {
-		tup, ok := l.(Tuple)
+		tup, ok := l.(eterm.Tuple)
 		if !ok || len(tup) != 3 {
 			return e, false
 		}
-		name, ok := tup[0].(Atom)
+		name, ok := tup[0].(eterm.Atom)
 		if !ok {
 			return e, false
 		}
 		lib := Lib{Name: string(name)}
-		if lib.Version, ok = AsString(tup[1]); !ok {
+		if lib.Version, ok = eterm.AsString(tup[1]); !ok {
 			return e, false
 		}
-		if lib.Dir, ok = AsString(tup[2]); !ok {
+		if lib.Dir, ok = eterm.AsString(tup[2]); !ok {
 			return e, false
 		}
 		e.Libs = append(e.Libs, lib)
 	}
-	status, ok := rel[5].(Atom)
+	status, ok := rel[5].(eterm.Atom)
 	e.Status = string(status)
 	return e, ok
 }

@@ -12,7 +12,7 @@
 //	releases/REL_VSN/relup         {Vsn, UpFrom, DownTo}, when there is one
 //	releases/RELEASES              written by relx and by [WriteRELEASES]
 //
-// Term files are read with [Parse], a reader of the Erlang term syntax that
+// eterm.Term files are read with [eterm.Parse], a reader of the Erlang term syntax that
 // file:consult/1 accepts.
 package relup
 
@@ -24,6 +24,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
 )
 
 // Package is a release unpacked on disk, seen as a hot-upgrade candidate.
@@ -60,7 +62,7 @@ type relupFile struct {
 // step is one entry of a relup.
 type step struct {
 	vsn    string // the version upgraded from or downgraded to
-	instrs []Term
+	instrs []eterm.Term
 }
 
 // Inspect reads the release in root. Its version is the one named in
@@ -195,14 +197,14 @@ func isPathElem(s string) bool {
 
 // consultFile reads a file of terms the way file:consult/1 does, if it
 // holds at most limit bytes.
-func consultFile(file string, limit int64) ([]Term, error) {
+func consultFile(file string, limit int64) ([]eterm.Term, error) {
 	data, err := readFile(file, limit)
 	if err != nil {
 		return nil, fmt.Errorf("relup: %w", err)
 	}
-	terms, err := Parse(data)
+	terms, err := eterm.Parse(data)
 	if err != nil {
-		var se *SyntaxError
+		var se *eterm.SyntaxError
 		if errors.As(err, &se) {
 			se.File = file
 		}
@@ -223,35 +225,35 @@ func (p *Package) readRel() error {
 	if len(terms) != 1 {
 		return bad(fmt.Sprintf("holds %d terms, want 1", len(terms)))
 	}
-	rel, ok := tagged(terms[0], "release", 4)
+	rel, ok := eterm.Tagged(terms[0], "release", 4)
 	if !ok {
 		return bad("not a release file: want {release, {Name, Vsn}, {erts, Vsn}, Apps}")
 	}
-	id, ok := rel[1].(Tuple)
+	id, ok := rel[1].(eterm.Tuple)
 	if ok = ok && len(id) == 2; ok {
-		p.Name, ok = AsString(id[0])
+		p.Name, ok = eterm.AsString(id[0])
 		if ok {
-			p.Version, ok = AsString(id[1])
+			p.Version, ok = eterm.AsString(id[1])
 		}
 	}
 	if !ok {
 		return bad("the release name and version are not {Name, Vsn} strings")
 	}
-	erts, ok := tagged(rel[2], "erts", 2)
+	erts, ok := eterm.Tagged(rel[2], "erts", 2)
 	if ok {
-		p.ERTS, ok = AsString(erts[1])
+		p.ERTS, ok = eterm.AsString(erts[1])
 	}
 	if !ok {
 		return bad("the emulator version is not {erts, Vsn}")
 	}
-	apps, ok := AsList(rel[3])
+	apps, ok := eterm.AsList(rel[3])
 	if !ok {
 		return bad("the applications are not a list")
 	}
 	for i, a := range apps {
 		app, ok := parseApp(a)
 		if !ok {
-			return bad(fmt.Sprintf("application %d is not {App, Vsn[, Type][, IncApps]}: %s", i+1, clip(string(Format(a)))))
+			return bad(fmt.Sprintf("application %d is not {App, Vsn[, Type][, IncApps]}: %s", i+1, clip(string(eterm.Format(a)))))
 		}
 		p.Apps = append(p.Apps, app)
 	}
@@ -260,29 +262,29 @@ func (p *Package) readRel() error {
 
 // parseApp reads {App, Vsn}, {App, Vsn, Type}, {App, Vsn, IncApps} or
 // {App, Vsn, Type, IncApps}.
-func parseApp(t Term) (App, bool) {
-	tup, ok := t.(Tuple)
+func parseApp(t eterm.Term) (App, bool) {
+	tup, ok := t.(eterm.Tuple)
 	if !ok || len(tup) < 2 || len(tup) > 4 {
 		return App{}, false
 	}
-	name, ok := tup[0].(Atom)
+	name, ok := tup[0].(eterm.Atom)
 	if !ok {
 		return App{}, false
 	}
-	vsn, ok := AsString(tup[1])
+	vsn, ok := eterm.AsString(tup[1])
 	if !ok {
 		return App{}, false
 	}
 	app := App{Name: string(name), Version: vsn, Type: "permanent"}
 	rest := tup[2:]
 	if len(rest) > 0 {
-		if typ, ok := rest[0].(Atom); ok {
+		if typ, ok := rest[0].(eterm.Atom); ok {
 			app.Type = string(typ)
 			rest = rest[1:]
 		}
 	}
 	if len(rest) > 0 {
-		if _, ok := AsList(rest[0]); !ok {
+		if _, ok := eterm.AsList(rest[0]); !ok {
 			return App{}, false
 		}
 		rest = rest[1:]
@@ -307,12 +309,12 @@ func (p *Package) readRelup() error {
 	if len(terms) != 1 {
 		return bad(fmt.Sprintf("holds %d terms, want 1", len(terms)))
 	}
-	top, ok := terms[0].(Tuple)
+	top, ok := terms[0].(eterm.Tuple)
 	if !ok || len(top) != 3 {
 		return bad("not a relup: want {Vsn, UpFrom, DownTo}")
 	}
-	if vsn, ok := AsString(top[0]); !ok || vsn != p.Version {
-		return bad(fmt.Sprintf("is for version %s, not %s", clip(string(Format(top[0]))), clip(p.Version)))
+	if vsn, ok := eterm.AsString(top[0]); !ok || vsn != p.Version {
+		return bad(fmt.Sprintf("is for version %s, not %s", clip(string(eterm.Format(top[0]))), clip(p.Version)))
 	}
 	r := &relupFile{path: rel}
 	if r.up, err = parseSteps(top[1]); err != nil {
@@ -326,19 +328,19 @@ func (p *Package) readRelup() error {
 }
 
 // parseSteps reads a list of {Vsn, Descr, Instructions}.
-func parseSteps(t Term) ([]step, error) {
-	entries, ok := AsList(t)
+func parseSteps(t eterm.Term) ([]step, error) {
+	entries, ok := eterm.AsList(t)
 	if !ok {
 		return nil, errors.New("entries are not a list")
 	}
 	steps := make([]step, 0, len(entries))
 	for i, e := range entries {
-		tup, ok := e.(Tuple)
+		tup, ok := e.(eterm.Tuple)
 		var s step
 		if ok = ok && len(tup) == 3; ok {
-			s.vsn, ok = AsString(tup[0])
+			s.vsn, ok = eterm.AsString(tup[0])
 			if ok {
-				s.instrs, ok = AsList(tup[2])
+				s.instrs, ok = eterm.AsList(tup[2])
 			}
 		}
 		if !ok {

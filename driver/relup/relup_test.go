@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
 )
 
 // writeTree writes files, keyed by slash-separated path, under a new
@@ -223,12 +225,12 @@ func TestInspectErrors(t *testing.T) {
 func TestInspectSyntaxError(t *testing.T) {
 	root := writeTree(t, release("0.2.0", "{\"0.2.0\",\n[],\n[}."))
 	_, err := Inspect(root, "")
-	var se *SyntaxError
+	var se *eterm.SyntaxError
 	if !errors.As(err, &se) {
-		t.Fatalf("Inspect error %v is not a *SyntaxError", err)
+		t.Fatalf("Inspect error %v is not a *eterm.SyntaxError", err)
 	}
 	if want := filepath.Join(root, "releases", "0.2.0", "relup"); se.File != want || se.Line != 3 {
-		t.Errorf("SyntaxError at %s:%d, want %s:3", se.File, se.Line, want)
+		t.Errorf("eterm.SyntaxError at %s:%d, want %s:3", se.File, se.Line, want)
 	}
 }
 

@@ -1,4 +1,4 @@
-package relup
+package eterm
 
 import (
 	"errors"

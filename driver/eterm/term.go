@@ -1,4 +1,4 @@
-package relup
+package eterm
 
 import (
 	"fmt"
@@ -198,8 +198,8 @@ func isCodePoint(c int64) bool {
 		c > 0xFFFF && c <= utf8.MaxRune
 }
 
-// tagged returns t as a tuple of size elements whose first is the atom tag.
-func tagged(t Term, tag Atom, size int) (Tuple, bool) {
+// Tagged returns t as a tuple of size elements whose first is the atom tag.
+func Tagged(t Term, tag Atom, size int) (Tuple, bool) {
 	tup, ok := t.(Tuple)
 	if !ok || len(tup) != size {
 		return nil, false

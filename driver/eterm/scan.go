@@ -1,4 +1,4 @@
-package relup
+package eterm
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
 
 type tokKind int
@@ -391,4 +393,17 @@ func (s *scanner) number() (token, error) {
 		return token{}, s.errorf(line, "float %s out of range", text)
 	}
 	return token{kind: tokFloat, f: f, line: line}, nil
+}
+
+// clipArgs clips the string arguments of a syntax error: they quote the
+// text being read, which may come from a hostile release.
+func clipArgs(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		if s, ok := a.(string); ok {
+			a = release.Clip(s)
+		}
+		out[i] = a
+	}
+	return out
 }
