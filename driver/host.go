@@ -2,15 +2,11 @@ package driver
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -70,15 +66,4 @@ func (h *hostErlang) probe(ctx context.Context) hostInfo {
 	abs, _ := filepath.Abs(p)
 	h.cached, h.key = hostInfo{Path: abs, OTP: f[0], ERTS: f[1]}, key
 	return h.cached
-}
-
-// credential returns the uid and gid to run a process as a task's user.
-func credential(name string) (*syscall.Credential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("task user %q: %w", name, err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }

@@ -43,9 +43,9 @@ func ABI() (int, error) {
 	case errno == unix.ENOSYS:
 		return 0, errors.New("this kernel has no Landlock (Linux 5.13 or later, built with CONFIG_SECURITY_LANDLOCK)")
 	case errno == unix.EOPNOTSUPP:
-		return 0, errors.New("Landlock is built in but not enabled (add landlock to the lsm= boot parameter)")
+		return 0, errors.New("the kernel has Landlock built in but not enabled (add landlock to the lsm= boot parameter)")
 	case errno != 0:
-		return 0, fmt.Errorf("Landlock: %w", errno)
+		return 0, fmt.Errorf("landlock_create_ruleset: %w", errno)
 	}
 	return int(v), nil
 }
