@@ -1,0 +1,90 @@
+package driver
+
+import (
+	"context"
+	"slices"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/upgrade"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
+)
+
+// upgrader returns the upgrade of h's node that step describes.
+func (d *Driver) upgrader(h *taskHandle, st *taskState, node *hot.Node, step *hotStep) *upgrade.Upgrade {
+	return &upgrade.Upgrade{
+		Node: node,
+		Task: &hotTask{d: d, h: h, st: st},
+		Release: upgrade.Release{Name: st.ReleaseName, ERTS: st.ERTS, Root: st.ReleaseRoot,
+			Mix: st.ReleaseKind == string(release.Mix)},
+		Report: func(r hotspec.Report, msg string) {
+			d.eventWith(h.taskConfig, r.Details(), "%s", msg)
+		},
+		Key:      step.key,
+		Variable: step.variable,
+		Warn:     h.logger.Warn,
+	}
+}
+
+// hotTask is the task as an upgrade sees it: the handle, its record and
+// the plugin's trees of its release.
+type hotTask struct {
+	d  *Driver
+	h  *taskHandle
+	st *taskState // as the upgrade began
+}
+
+func (t *hotTask) Stage(ctx context.Context, target hotspec.Target) (upgrade.Staged, error) {
+	pkg, err := t.d.stageHot(ctx, t.h, t.st, target)
+	if err != nil {
+		return nil, err
+	}
+	return &stagedPkg{staged: pkg, t: t, target: target}, nil
+}
+
+func (t *hotTask) Inspect(version string) (upgrade.Package, error) {
+	p, err := inspect(t.st, version)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (t *hotTask) SetVersion(version string) { t.h.setVersion(version) }
+
+func (t *hotTask) SetPermanent(version string) {
+	t.h.rec.Permanent = version
+	t.d.saveHot(t.h)
+}
+
+func (t *hotTask) Pid() int { return t.h.pidNow() }
+
+// stagedPkg is a fetched package that may join the task's release.
+type stagedPkg struct {
+	*staged
+	t      *hotTask
+	target hotspec.Target
+}
+
+func (p *stagedPkg) Merge() (func(), error) { return p.t.d.mergeHot(p.t.h, p.t.st, p.staged) }
+
+// Join records the package in the task's record, which a restart of the
+// plugin or of the task rebuilds the release from.
+func (p *stagedPkg) Join() error {
+	h, v := p.t.h, p.target.Version
+	h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(x hotPackage) bool { return x.Version == v })
+	h.rec.Hot = append(h.rec.Hot, hotPackage{Version: v, Source: p.target.Source, SHA256: p.sum})
+	h.rec.Trees = mapWith(h.rec.Trees, v, p.Root)
+	p.t.d.holdForAlloc(h.taskConfig, p.sum)
+	h.addTree(v, p.Root)
+	p.t.d.saveHot(h)
+	return nil
+}
+
+func (p *stagedPkg) Leave() {
+	h, v := p.t.h, p.target.Version
+	h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(x hotPackage) bool { return x.Version == v })
+	p.t.d.saveHot(h)
+}
+
+func (p *stagedPkg) Drop() { p.t.d.dropUnused(p.t.h, p.tree, p.sum) }
