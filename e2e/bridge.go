@@ -154,67 +154,9 @@ func listenIn(path, addr string) (net.Listener, error) {
 	return r.ln, r.err
 }
 
-// bridgeClientHCL is a bridge client's configuration: name, data_dir,
-// plugin_dir, its address, the Nomad server's RPC port, the dynamic port
-// range, its bridge, Consul's HTTP port and the agents' Consul token and
-// identity, and the beam plugin's data_dir, port mapper port and Consul
-// token.
-const bridgeClientHCL = `
-name       = %q
-data_dir   = %q
-plugin_dir = %q
-bind_addr  = "0.0.0.0"
-log_level  = "DEBUG"
-disable_update_check = true
-
-advertise {
-  http = %[4]q
-  rpc  = %[4]q
-  serf = %[4]q
-}
-
-client {
-  enabled               = true
-  servers               = ["127.0.0.1:%d"]
-  network_interface     = %q
-  node_class            = "bridge"
-  min_dynamic_port      = %d
-  max_dynamic_port      = %d
-  cni_path              = "/usr/lib/cni"
-  bridge_network_name   = %q
-  bridge_network_subnet = %q
-  # A node's own tools (bin/APP rpc and remote) reach it at the client's
-  # address, through its own mapped port.
-  bridge_network_hairpin_mode = true
-  cgroup_parent         = %q
-  options {
-    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
-  }
-}
-
-consul {
-  address = "127.0.0.1:%d"
-  token   = %q
-  %s
-}
-
-acl {
-  enabled = true
-}
-
-plugin "nomad-driver-beam" {
-  config {
-    data_dir       = %q
-    epmd_port      = %d
-    consul_address = "127.0.0.1:%[12]d"
-    consul_token   = %[17]q
-  }
-}
-`
-
 // addBridgeClient starts Nomad client number i in its own namespace h.
-func (c *Cluster) addBridgeClient(i int, h *bridgeHost, nomadRPC, consulHTTP, epmd, from, to int, readToken string) error {
-	for _, p := range append([]int{nomadRPC, consulHTTP}, c.forwards...) {
+func (c *Cluster) addBridgeClient(i int, h *bridgeHost, epmd, from, to int, readToken string) error {
+	for _, p := range append([]int{c.ports.NomadRPC, c.ports.ConsulHTTP}, c.forwards...) {
 		if err := h.forward(p); err != nil {
 			return err
 		}
@@ -224,10 +166,25 @@ func (c *Cluster) addBridgeClient(i int, h *bridgeHost, nomadRPC, consulHTTP, ep
 	if err := os.MkdirAll(dataDir, 0o711); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(bridgeClientHCL, name, dataDir, filepath.Join(c.Dir, "plugins"), h.nsIP,
-		nomadRPC, h.nsIF, from, to, h.bridge, h.subnet, fmt.Sprintf("nomad-client-%d.slice", i),
-		consulHTTP, c.agentToken, c.consulIdentity,
-		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), epmd, readToken)
+	// Its agent listens on the namespace's address, on ports of its own;
+	// the server's RPC port and Consul are on its loopback, through the
+	// forwarders.
+	own, err := newAgentPorts()
+	if err != nil {
+		return err
+	}
+	consul := fmt.Sprintf("127.0.0.1:%d", c.ports.ConsulHTTP)
+	a := agentConfig{
+		Name: name, DataDir: dataDir, PluginDir: filepath.Join(c.Dir, "plugins"), Ports: own,
+		Server: false, Servers: []string{fmt.Sprintf("127.0.0.1:%d", c.ports.NomadRPC)},
+		Bind: "0.0.0.0", Advertise: h.nsIP, NetworkInterface: h.nsIF, NodeClass: "bridge",
+		CNI: true, BridgeName: h.bridge, BridgeSubnet: h.subnet, CgroupParent: fmt.Sprintf("nomad-client-%d.slice", i),
+		DynamicMin: from, DynamicMax: to,
+		Consul: consul, ConsulToken: c.agentToken, ConsulIdentity: c.consulIdentity,
+		Beam: beamConfig{DataDir: filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), EPMDPort: epmd,
+			ConsulAddr: consul, ConsulToken: readToken},
+	}
+	cfg := a.render()
 	config := filepath.Join(c.Dir, fmt.Sprintf("nomad-%d.hcl", i))
 	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
 		return err

@@ -20,24 +20,28 @@ type client struct {
 	consulAddr    string
 }
 
-// addClient starts Consul and Nomad client agents number i, on ports p
-// (the last for its driver's port mapper),
-// joined to the Consul server's LAN pool and the Nomad server's RPC port.
-func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, readToken string) error {
-	cl := &client{name: fmt.Sprintf("client-%d", i), consulAddr: fmt.Sprintf("127.0.0.1:%d", p[0])}
+// addClient starts Consul and Nomad client agents number i, on ports of
+// their own, joined to the Consul server's LAN pool and the Nomad server's
+// RPC port.
+func (c *Cluster) addClient(i, from, to int, readToken string) error {
+	p, err := newAgentPorts()
+	if err != nil {
+		return err
+	}
+	cl := &client{name: fmt.Sprintf("client-%d", i), consulAddr: fmt.Sprintf("127.0.0.1:%d", p.ConsulHTTP)}
 	c.clients = append(c.clients, cl)
 	cl.consul = exec.Command(filepath.Join(c.Root, "bin", "consul"), "agent",
 		"-node", fmt.Sprintf("consul-%d", i), "-data-dir", filepath.Join(c.Dir, fmt.Sprintf("consul-%d", i)),
-		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-retry-join", fmt.Sprintf("127.0.0.1:%d", consulSerf),
-		"-http-port", strconv.Itoa(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-		"-serf-lan-port", strconv.Itoa(p[1]), "-serf-wan-port", strconv.Itoa(p[2]),
-		"-server-port", strconv.Itoa(p[3]), "-hcl", "disable_update_check = true",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-retry-join", fmt.Sprintf("127.0.0.1:%d", c.ports.ConsulSerfLAN),
+		"-http-port", strconv.Itoa(p.ConsulHTTP), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(p.ConsulSerfLAN), "-serf-wan-port", strconv.Itoa(p.ConsulSerfWAN),
+		"-server-port", strconv.Itoa(p.ConsulServer), "-hcl", "disable_update_check = true",
 		"-hcl", fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { agent = %q } }`, c.ConsulToken))
 	if err := c.startLogged(cl.consul, fmt.Sprintf("consul-%d.log", i)); err != nil {
 		return err
 	}
 	setToken("http://"+cl.consulAddr, "X-Consul-Token", c.ConsulToken)
-	err := waitFor(60*time.Second, func() error {
+	err = waitFor(60*time.Second, func() error {
 		var nodes []struct{ Node string }
 		if err := getJSON("http://"+cl.consulAddr+"/v1/catalog/nodes", &nodes); err != nil {
 			return err
@@ -54,16 +58,13 @@ func (c *Cluster) addClient(i int, p []int, consulSerf, nomadRPC, from, to int, 
 	}
 
 	config := filepath.Join(c.Dir, fmt.Sprintf("nomad-%d.hcl", i))
-	server := fmt.Sprintf("servers = [\"127.0.0.1:%d\"]", nomadRPC)
+	a := c.loopbackAgent(cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)),
+		p, from, to, readToken)
+	a.Servers = []string{fmt.Sprintf("127.0.0.1:%d", c.ports.NomadRPC)}
 	// Each client gets its own cgroup parent, so that neither manages the
 	// other's tasks' cgroups.
-	cgroup := fmt.Sprintf("cgroup_parent = \"nomad-client-%d.slice\"", i)
-	cfg := fmt.Sprintf(nomadHCL, cl.name, filepath.Join(c.Dir, fmt.Sprintf("nomad-%d", i)), filepath.Join(c.Dir, "plugins"),
-		p[4], p[5], p[6], "", from, to, server+"\n  "+cgroup, p[0], c.agentToken, c.consulIdentity,
-		filepath.Join(c.Dir, fmt.Sprintf("beam-%d", i)), p[7], p[0], readToken, c.stores.S3Addr,
-		filepath.Join(c.Root, "build", "releases"))
-	cfg = withPluginLines(cfg, c.pluginLines...)
-	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
+	a.CgroupParent = fmt.Sprintf("nomad-client-%d.slice", i)
+	if err := os.WriteFile(config, []byte(a.render()), 0o644); err != nil {
 		return err
 	}
 	// Nomad would make its data_dir 0700; tasks run as nobody and must

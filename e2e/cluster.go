@@ -49,6 +49,8 @@ type Cluster struct {
 	stores        *Stores
 	clients       []*client // the Nomad clients after the first
 	hosts         []*bridgeHost
+	ports         agentPorts  // the server agent's
+	agent         agentConfig // the server agent's configuration
 	// pluginLines are more beam plugin settings for every client.
 	pluginLines []string
 	forwards    []int // host ports the bridge clients reach on their loopback
@@ -83,20 +85,6 @@ func StartClients(root, dir string, stores *Stores, n, lo, hi int, pluginLines .
 	return c, err
 }
 
-// pluginAnchor is the last line of the beam plugin's config in nomadHCL,
-// after which withPluginLines adds settings.
-const pluginAnchor = "    max_unpacked_mb    = 512\n"
-
-// withPluginLines adds lines to the beam plugin's config in an agent's
-// configuration.
-func withPluginLines(cfg string, lines ...string) string {
-	var add strings.Builder
-	for _, l := range lines {
-		add.WriteString("    " + l + "\n")
-	}
-	return strings.Replace(cfg, pluginAnchor, pluginAnchor+add.String(), 1)
-}
-
 // StartBridge starts a cluster whose first client is on the host's
 // loopback, as in Start, with n more in network namespaces of their own
 // (see bridgeHost), for bridge-mode groups. Inside those, the host's
@@ -116,22 +104,23 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 			started.Stop()
 		}
 	}()
-	ports, err := freePorts(8 + 8*(n-1))
+	ports, err := newAgentPorts()
 	if err != nil {
 		return nil, err
 	}
+	c.ports = ports
 	span := (hi - lo + 1) / (n + bridges)
 	dynamic := func(i int) (int, int) { return lo + i*span, lo + (i+1)*span - 1 }
-	c.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
+	c.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports.ConsulHTTP)
+	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports.NomadHTTP)
 
 	c.ConsulToken = uuid()
 	setToken(c.ConsulAddr, "X-Consul-Token", c.ConsulToken)
 	c.consul = exec.Command(filepath.Join(root, "bin", "consul"), "agent", "-dev", "-node", "consul-1",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
-		"-server-port", strconv.Itoa(ports[3]), "-hcl", "disable_update_check = true",
+		"-http-port", strconv.Itoa(ports.ConsulHTTP), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(ports.ConsulSerfLAN), "-serf-wan-port", strconv.Itoa(ports.ConsulSerfWAN),
+		"-server-port", strconv.Itoa(ports.ConsulServer), "-hcl", "disable_update_check = true",
 		"-hcl", fmt.Sprintf(`acl { enabled = true, default_policy = "deny", tokens { initial_management = %q, agent = %q } }`,
 			c.ConsulToken, c.ConsulToken))
 	if err := c.startLogged(c.consul, "consul.log"); err != nil {
@@ -168,7 +157,7 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 		return nil, err
 	}
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
-	c.EPMDPort = ports[7]
+	c.EPMDPort = ports.EPMD
 	from, to := dynamic(0)
 	c.agentToken = c.ConsulToken
 	if n+bridges > 1 {
@@ -176,11 +165,9 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 			return nil, err
 		}
 	}
-	cfg := fmt.Sprintf(nomadHCL, "client-1", filepath.Join(dir, "nomad"), plugins, ports[4], ports[5], ports[6],
-		serverHCL, from, to, "", ports[0], c.agentToken, c.consulIdentity,
-		filepath.Join(dir, "beam"), c.EPMDPort, ports[0], readToken, stores.S3Addr, filepath.Join(root, "build", "releases"))
-	cfg = withPluginLines(cfg, c.pluginLines...)
-	if err := os.WriteFile(c.nomadConfig, []byte(cfg), 0o644); err != nil {
+	c.agent = c.loopbackAgent("client-1", filepath.Join(dir, "nomad"), filepath.Join(dir, "beam"), ports, from, to, readToken)
+	c.agent.Server = true
+	if err := os.WriteFile(c.nomadConfig, []byte(c.agent.render()), 0o644); err != nil {
 		return nil, err
 	}
 	if err := c.startNomad(); err != nil {
@@ -192,9 +179,8 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 		}
 	}
 	for i := 1; i < n; i++ {
-		p := ports[8+8*(i-1):]
 		from, to := dynamic(i)
-		if err := c.addClient(i+1, p, ports[1], ports[5], from, to, readToken); err != nil {
+		if err := c.addClient(i+1, from, to, readToken); err != nil {
 			return nil, err
 		}
 	}
@@ -211,7 +197,7 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 				return nil, fmt.Errorf("bridge client %d: %w", b, err)
 			}
 			from, to := dynamic(n + b - 1)
-			if err := c.addBridgeClient(n+b, h, ports[5], ports[0], epmd[0], from, to, readToken); err != nil {
+			if err := c.addBridgeClient(n+b, h, epmd[0], from, to, readToken); err != nil {
 				return nil, err
 			}
 		}
@@ -222,97 +208,26 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 	return c, nil
 }
 
+// loopbackAgent is the configuration of a Nomad agent on the host's
+// loopback with its beam plugin, as every agent but a bridge client's.
+func (c *Cluster) loopbackAgent(name, dataDir, beamDir string, p agentPorts, from, to int, readToken string) agentConfig {
+	return agentConfig{
+		Name: name, DataDir: dataDir, PluginDir: filepath.Join(c.Dir, "plugins"), Ports: p,
+		DynamicMin: from, DynamicMax: to,
+		Consul: fmt.Sprintf("127.0.0.1:%d", p.ConsulHTTP), ConsulToken: c.agentToken, ConsulIdentity: c.consulIdentity,
+		Beam: beamConfig{DataDir: beamDir, EPMDPort: p.EPMD, EPMDAddr: "127.0.0.1",
+			ConsulAddr: fmt.Sprintf("127.0.0.1:%d", p.ConsulHTTP), ConsulToken: readToken,
+			S3Addr: c.stores.S3Addr, FileRoot: filepath.Join(c.Root, "build", "releases"),
+			Lines: c.pluginLines, RawExec: true, SmallUnpackLimit: true},
+	}
+}
+
 // Env is the environment for a CLI to reach this cluster: NOMAD_ADDR,
 // NOMAD_TOKEN, CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN.
 func (c *Cluster) Env() []string {
 	return []string{"NOMAD_ADDR=" + c.NomadAddr, "NOMAD_TOKEN=" + c.NomadToken,
 		"CONSUL_HTTP_ADDR=" + strings.TrimPrefix(c.ConsulAddr, "http://"), "CONSUL_HTTP_TOKEN=" + c.ConsulToken}
 }
-
-const serverHCL = `
-server {
-  enabled          = true
-  bootstrap_expect = 1
-}
-`
-
-// nomadHCL is an agent's configuration: name, data_dir, plugin_dir,
-// ports, the server block (or ""), the dynamic port range, more client
-// settings, Consul, and the beam plugin's settings.
-const nomadHCL = `
-name       = %q
-data_dir   = %q
-plugin_dir = %q
-bind_addr  = "127.0.0.1"
-log_level  = "DEBUG"
-
-disable_update_check = true
-
-# Task CPU and memory stats reach the API and the UI only with this on.
-telemetry {
-  publish_allocation_metrics = true
-  collection_interval        = "1s"
-}
-
-ports {
-  http = %d
-  rpc  = %d
-  serf = %d
-}
-
-advertise {
-  http = "127.0.0.1"
-  rpc  = "127.0.0.1"
-  serf = "127.0.0.1"
-}
-
-%s
-client {
-  enabled           = true
-  network_interface = "lo"
-  min_dynamic_port  = %d
-  max_dynamic_port  = %d
-  %s
-  options {
-    # The environment sets AWS_CA_BUNDLE, which breaks these fingerprints.
-    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
-  }
-}
-
-consul {
-  address = "127.0.0.1:%d"
-  token   = %q
-  %s
-}
-
-acl {
-  enabled = true
-}
-
-plugin "nomad-driver-beam" {
-  config {
-    data_dir       = %q
-    epmd_port      = %d
-    epmd_addr      = "127.0.0.1"
-    consul_address = "127.0.0.1:%d"
-    consul_token   = %q
-
-    s3_endpoint        = "http://%s"
-    s3_path_style      = true
-    s3_region          = "us-east-1"
-    fetch_retry_window = "20s"
-    file_roots         = [%q]
-    # Small enough that the hostile-release suite's gzip bomb is cheap.
-    max_unpacked_mb    = 512
-  }
-}
-
-plugin "raw_exec" {
-  config {
-    enabled = true
-  }
-}
-`
 
 func (c *Cluster) startNomad() error {
 	c.nomad = exec.Command(filepath.Join(c.Root, "bin", "nomad"), "agent", "-config", c.nomadConfig)

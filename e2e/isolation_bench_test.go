@@ -64,16 +64,10 @@ func BenchmarkIsolation(b *testing.B) {
 // agent with it; the returned function puts the config back.
 func setPluginOption(b *testing.B, line string) func() {
 	b.Helper()
-	orig, err := os.ReadFile(cluster.nomadConfig)
-	if err != nil {
-		b.Fatal(err)
-	}
-	changed := withPluginLines(string(orig), line)
-	if changed == string(orig) {
-		b.Fatal("the agent's config has no beam plugin block to extend")
-	}
-	restart := func(cfg string) {
-		if err := os.WriteFile(cluster.nomadConfig, []byte(cfg), 0o644); err != nil {
+	orig := cluster.agent
+	restart := func(a agentConfig) {
+		cluster.agent = a
+		if err := os.WriteFile(cluster.nomadConfig, []byte(a.render()), 0o644); err != nil {
 			b.Fatal(err)
 		}
 		if err := cluster.RestartNomad(); err != nil {
@@ -83,6 +77,8 @@ func setPluginOption(b *testing.B, line string) func() {
 			b.Fatal(err)
 		}
 	}
+	changed := orig
+	changed.Beam.Lines = append(append([]string(nil), orig.Beam.Lines...), line)
 	restart(changed)
-	return func() { restart(string(orig)) }
+	return func() { restart(orig) }
 }
