@@ -83,6 +83,14 @@ var (
 		),
 		"allowed_users":    hclspec.NewAttr("allowed_users", "list(string)", false),
 		"allow_root":       hclspec.NewAttr("allow_root", "bool", false),
+		"dynamic_user_min": hclspec.NewDefault(
+			hclspec.NewAttr("dynamic_user_min", "number", false),
+			hclspec.NewLiteral("80000"),
+		),
+		"dynamic_user_max": hclspec.NewDefault(
+			hclspec.NewAttr("dynamic_user_max", "number", false),
+			hclspec.NewLiteral("89999"),
+		),
 		"read_only_paths":  hclspec.NewAttr("read_only_paths", "list(string)", false),
 		"read_write_paths": hclspec.NewAttr("read_write_paths", "list(string)", false),
 		"max_unpacked_mb": hclspec.NewDefault(
@@ -193,8 +201,13 @@ type Config struct {
 	// the Docker daemon.
 	AllowedUsers []string `codec:"allowed_users"`
 	// AllowRoot lets tasks run as root (uid 0), with a reduced set of
-	// capabilities.
+	// capabilities: raw_exec-level trust all the same.
 	AllowRoot bool `codec:"allow_root"`
+	// DynamicUserMin and DynamicUserMax are the client's dynamic workload
+	// user pool (its user.dynamic_user_min and _max): with default_user =
+	// "dynamic", a task's nomad-N user must come from it.
+	DynamicUserMin int `codec:"dynamic_user_min"`
+	DynamicUserMax int `codec:"dynamic_user_max"`
 	// Isolation is "landlock" (the default): a task sees its own
 	// directories and the host's system paths, read-only. "none" leaves
 	// it the whole host, as raw_exec.
@@ -250,6 +263,12 @@ func (c *Config) validate() error {
 	}
 	if c.DefaultUser == "" {
 		c.DefaultUser = "nobody"
+	}
+	if c.DynamicUserMin == 0 && c.DynamicUserMax == 0 {
+		c.DynamicUserMin, c.DynamicUserMax = 80000, 89999
+	}
+	if c.DynamicUserMin < 1000 || c.DynamicUserMax < c.DynamicUserMin {
+		return fmt.Errorf("dynamic_user_min = %d and dynamic_user_max = %d must be a range of uids from 1000 up, as the client's user block", c.DynamicUserMin, c.DynamicUserMax)
 	}
 	switch c.Isolation {
 	case "":

@@ -161,3 +161,12 @@ func TestNodeName(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskFilesOutsidePrivate(t *testing.T) {
+	for p, ok := range map[string]bool{"secrets/erlang.cookie": true, "local/c": true, "private/vault_token": false,
+		"./private/x": false, "../other/secrets/c": false, "/etc/passwd": false, "privateer/c": true} {
+		if taskFile(p) != ok {
+			t.Errorf("taskFile(%q) = %v, want %v", p, !ok, ok)
+		}
+	}
+}

@@ -95,6 +95,19 @@ func (h *taskHandle) addTree(version, root string) {
 	h.state.Trees = trees
 }
 
+// dropTree forgets the plugin's tree of a version that left the release.
+func (h *taskHandle) dropTree(version string) {
+	h.stateLock.Lock()
+	defer h.stateLock.Unlock()
+	trees := make(map[string]string, len(h.state.Trees))
+	for v, r := range h.state.Trees {
+		if v != version {
+			trees[v] = r
+		}
+	}
+	h.state.Trees = trees
+}
+
 func (h *taskHandle) pidNow() int {
 	h.stateLock.RLock()
 	defer h.stateLock.RUnlock()

@@ -81,10 +81,22 @@ func (p *stagedPkg) Join() error {
 	return nil
 }
 
+// Leave takes the package back out of the task's record: its version,
+// its tree, and its hold on the cache.
 func (p *stagedPkg) Leave() {
 	h, v := p.t.h, p.target.Version
 	h.rec.Hot = slices.DeleteFunc(h.rec.Hot, func(x hotPackage) bool { return x.Version == v })
+	if h.rec.Trees[v] == p.Root {
+		delete(h.rec.Trees, v)
+		h.dropTree(v)
+	}
 	p.t.d.saveHot(h)
+	p.t.d.dropUnused(h, p.tree, p.sum)
+	if p.sum != "" && p.sum != h.rec.SHA256 {
+		if store, err := p.t.d.store(h.taskConfig); err == nil {
+			store.Unhold(p.sum, holder(h.taskConfig))
+		}
+	}
 }
 
 func (p *stagedPkg) Drop() { p.t.d.dropUnused(p.t.h, p.tree, p.sum) }

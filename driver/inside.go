@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,7 +42,7 @@ func (d *Driver) sandboxFor(cfg *drivers.TaskConfig) (sandbox.Spec, error) {
 	case s.UID == 0 && !pcfg.AllowRoot:
 		return sandbox.Spec{}, fmt.Errorf("task user %q is root, which this client does not allow (allow_root in the beam plugin config); "+
 			"drop user from the task to run as %s", cfg.User, pcfg.DefaultUser)
-	case s.UID != 0 && !userAllowed(pcfg, cfg.User):
+	case s.UID != 0 && !d.userAllowed(pcfg, cfg):
 		return sandbox.Spec{}, fmt.Errorf("task user %q is not allowed on this client: the operator lists the users jobs may name in "+
 			"allowed_users of the beam plugin config; drop user from the task to run as %s", cfg.User, pcfg.DefaultUser)
 	}
@@ -78,19 +79,32 @@ func otpRoot(erl string) (string, bool) {
 	return "", false
 }
 
-// userAllowed reports whether a jobspec may run a task as name: the
-// default user, a user the operator lists, or a dynamic workload user
-// that Nomad made for the task.
-func userAllowed(pcfg *Config, name string) bool {
-	if _, dynamic := taskdir.DynamicID(name); dynamic || name == pcfg.DefaultUser {
+// userAllowed reports whether task cfg may run as its user: the default
+// user, a user the operator lists, or, with default_user = "dynamic", a
+// dynamic workload user from the client's pool that has no passwd or
+// group entry and that no other task of this client runs as. A jobspec can
+// name nomad-N itself, so the name alone proves nothing.
+func (d *Driver) userAllowed(pcfg *Config, cfg *drivers.TaskConfig) bool {
+	name := cfg.User
+	if name == pcfg.DefaultUser || slices.Contains(pcfg.AllowedUsers, name) || slices.Contains(pcfg.AllowedUsers, "*") {
 		return true
 	}
-	for _, u := range pcfg.AllowedUsers {
-		if u == name || u == "*" {
-			return true
+	id, ok := taskdir.DynamicID(name)
+	if !ok || pcfg.DefaultUser != dynamicDefault || id < pcfg.DynamicUserMin || id > pcfg.DynamicUserMax {
+		return false
+	}
+	if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
+		return false
+	}
+	if _, err := user.LookupGroupId(strconv.Itoa(id)); err == nil {
+		return false
+	}
+	for _, h := range d.tasks.All() {
+		if h.taskConfig.ID != cfg.ID && h.taskConfig.User == name && h.IsRunning() {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // credentials looks up a task user's uid, gid and groups.

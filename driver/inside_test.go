@@ -102,12 +102,24 @@ func TestUserPolicy(t *testing.T) {
 	if err := try("daemon"); err == nil || !strings.Contains(err.Error(), "allowed_users") {
 		t.Errorf("daemon: %v, want a refusal naming allowed_users", err)
 	}
+	// A jobspec can name nomad-N itself: only with default_user =
+	// "dynamic", and only from the pool, is it a dynamic user.
+	if err := try("nomad-80123"); err == nil {
+		t.Error("nomad-80123 allowed with default_user = nobody")
+	}
+	d.config.DefaultUser = dynamicDefault
 	if err := try("nomad-80123"); err != nil {
 		t.Errorf("a dynamic workload user: %v", err)
 	}
 	if s, _ := d.sandboxFor(cfg); s.UID != 80123 || s.GID != 80123 {
 		t.Errorf("dynamic user spec %+v", s)
 	}
+	for _, u := range []string{"nomad-999", "nomad-65534", "nomad-0"} {
+		if err := try(u); err == nil {
+			t.Errorf("%s allowed: outside the pool, or an existing user", u)
+		}
+	}
+	d.config.DefaultUser = "nobody"
 	d.config.AllowRoot = true
 	d.config.AllowedUsers = []string{"daemon"}
 	for _, u := range []string{"root", "daemon", "nobody"} {

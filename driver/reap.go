@@ -45,6 +45,7 @@ func killCgroup(cfg *drivers.TaskConfig) error {
 			continue
 		}
 		if err := freeze(dir, "FROZEN"); err != nil {
+			_ = freeze(dir, "THAWED")
 			return err
 		}
 		if left, err = cgroupPids(dir); err != nil {

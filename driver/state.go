@@ -32,3 +32,14 @@ func (ts *taskStore) Delete(id string) {
 	defer ts.mu.Unlock()
 	delete(ts.store, id)
 }
+
+// All returns the handles of every task.
+func (ts *taskStore) All() []*taskHandle {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	out := make([]*taskHandle, 0, len(ts.store))
+	for _, h := range ts.store {
+		out = append(out, h)
+	}
+	return out
+}

@@ -152,7 +152,7 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 	case c.DistPort == "" && (c.CookieFile != "" || c.CookieEnv != ""):
 		errs = append(errs, errors.New("a cookie is set but dist_port is not; distribution is off without a dist_port"))
 	}
-	if c.CookieFile != "" && (filepath.IsAbs(c.CookieFile) || !filepath.IsLocal(c.CookieFile)) {
+	if c.CookieFile != "" && !taskFile(c.CookieFile) {
 		errs = append(errs, fmt.Errorf("cookie_file %q must be a path inside the task directory, such as secrets/erlang.cookie", c.CookieFile))
 	}
 	for i, argv := range c.PreCommands {
@@ -186,7 +186,7 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 			errs = append(errs, errors.New("tls is set but dist_port is not; TLS distribution needs distribution"))
 		}
 		for field, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile, "tls.ca_file": c.TLS.CAFile} {
-			if f == "" || filepath.IsAbs(f) || !filepath.IsLocal(f) {
+			if f == "" || !taskFile(f) {
 				errs = append(errs, fmt.Errorf("%s %q must be a path inside the task directory, such as secrets/dist.pem", field, f))
 			}
 		}
@@ -207,4 +207,16 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 		}
 	}
 	return false
+}
+
+// taskFile reports whether p names a file the task itself may give the
+// driver: inside the task directory, and not in private/, where Nomad
+// keeps what the task must not read (its Vault token with disable_file,
+// say). The driver reads the file as root.
+func taskFile(p string) bool {
+	if filepath.IsAbs(p) || !filepath.IsLocal(p) {
+		return false
+	}
+	first, _, _ := strings.Cut(filepath.ToSlash(filepath.Clean(p)), "/")
+	return first != "private"
 }

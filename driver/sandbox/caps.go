@@ -10,12 +10,14 @@ import (
 )
 
 // rootCaps are the capabilities a task that runs as root keeps: those of
-// Nomad's exec driver by default, less mknod, setfcap and sys_chroot.
+// Nomad's exec driver by default, less mknod, setfcap, sys_chroot, and
+// dac_override and fowner, which would let it open what other users own
+// (their terminals in /dev/pts, say).
 // Everything else (sys_admin, sys_module, net_admin, sys_ptrace, bpf,
 // sys_rawio, ...) is gone from its bounding set, so no program it execs
 // gets it back.
 var rootCaps = []uintptr{
-	unix.CAP_AUDIT_WRITE, unix.CAP_CHOWN, unix.CAP_DAC_OVERRIDE, unix.CAP_FOWNER,
+	unix.CAP_AUDIT_WRITE, unix.CAP_CHOWN,
 	unix.CAP_FSETID, unix.CAP_KILL, unix.CAP_NET_BIND_SERVICE, unix.CAP_SETGID,
 	unix.CAP_SETPCAP, unix.CAP_SETUID,
 }

@@ -95,8 +95,10 @@ func (d *Dir) ReadFile(rel string, max int64) ([]byte, error) {
 	return ReadFile(d.root, rel, max)
 }
 
-// ReadFile reads name in r, failing on anything but a regular file or on
-// more than max bytes.
+// ReadFile reads name in r, failing on anything but a regular file with
+// one link, or on more than max bytes. A second link may be a hard link the
+// task made to a file it could not read itself (where the host allows
+// that), which the plugin, root, must not read for it.
 func ReadFile(r *os.Root, name string, max int64) ([]byte, error) {
 	// O_NONBLOCK: a FIFO the task put there must not hang the plugin.
 	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -110,6 +112,9 @@ func ReadFile(r *os.Root, name string, max int64) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink != 1 {
+		return nil, fmt.Errorf("%s has %d links; it must be a file of its own", name, st.Nlink)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {

@@ -19,6 +19,10 @@ import (
 	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
+// undoTimeout bounds each step that takes a failed upgrade back: it runs
+// even when the upgrade's own deadline has passed.
+const undoTimeout = time.Minute
+
 // Node is release_handler on the live node (hot.Node).
 type Node interface {
 	Releases(ctx context.Context) (current string, rels []hot.Release, err error)
@@ -160,12 +164,19 @@ func (u *Upgrade) Run(ctx context.Context, t hotspec.Target, current string, rel
 			return refuse(err)
 		}
 		// From here release_handler owns the files: removing the
-		// release takes them out, not the unmerge.
-		undo[0] = func() {
-			if err := u.Node.Remove(context.WithoutCancel(ctx), t.Version); err != nil && u.Warn != nil {
-				u.Warn("cannot remove the failed release", "version", t.Version, "error", err)
+		// release takes them out, not the unmerge, and the record keeps
+		// the version for as long as release_handler lists it.
+		undo = []func(){func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+			defer cancel()
+			if err := u.Node.Remove(rctx, t.Version); err != nil {
+				if u.Warn != nil {
+					u.Warn("cannot remove the failed release; it stays recorded", "version", t.Version, "error", err)
+				}
+				return
 			}
-		}
+			pkg.Leave()
+		}}
 		apps = pkg.AppNames()
 	} else {
 		cur, err := u.Task.Inspect(u.from)
@@ -213,8 +224,12 @@ func (u *Upgrade) Run(ctx context.Context, t hotspec.Target, current string, rel
 		return hotspec.Failed, err
 	}
 	if err := u.Node.Healthy(ctx, t.Version, keep(running, apps)); err != nil {
-		// Not yet permanent: go back while the old release is installed.
-		if _, berr := u.Node.Install(ctx, u.from); berr != nil {
+		// Not yet permanent: go back while the old release is installed,
+		// with time of its own, whatever the upgrade's deadline left.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		_, berr := u.Node.Install(bctx, u.from)
+		cancel()
+		if berr != nil {
 			u.emit(hotspec.Failed, "Hot upgrade %s → %s unhealthy (%v), and going back failed: %v", u.from, t.Version, err, berr)
 			return hotspec.Failed, err
 		}

@@ -270,6 +270,10 @@ func TestRemoveFailureIsWarned(t *testing.T) {
 	if !r.warned {
 		t.Error("a failed undo was not warned about")
 	}
+	// release_handler still lists the version, so the record keeps it.
+	if !r.task.joined {
+		t.Error("a release the node still holds left the record")
+	}
 }
 
 func TestDowngradeOfInstalledVersion(t *testing.T) {
