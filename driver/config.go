@@ -81,8 +81,8 @@ var (
 			hclspec.NewAttr("isolation", "string", false),
 			hclspec.NewLiteral(`"landlock"`),
 		),
-		"allowed_users":    hclspec.NewAttr("allowed_users", "list(string)", false),
-		"allow_root":       hclspec.NewAttr("allow_root", "bool", false),
+		"allowed_users": hclspec.NewAttr("allowed_users", "list(string)", false),
+		"allow_root":    hclspec.NewAttr("allow_root", "bool", false),
 		"dynamic_user_min": hclspec.NewDefault(
 			hclspec.NewAttr("dynamic_user_min", "number", false),
 			hclspec.NewLiteral("80000"),
