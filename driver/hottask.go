@@ -4,24 +4,23 @@ import (
 	"context"
 	"slices"
 
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/upgrade"
 	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
-// upgrader returns the upgrade of h's node that step describes.
-func (d *Driver) upgrader(h *taskHandle, st *taskState, node *hot.Node, step *hotStep) *upgrade.Upgrade {
+// upgrader returns an upgrade of h's node to the target under key in the
+// Variable; the caller gives it the node.
+func (d *Driver) upgrader(h *taskHandle, st *taskState, key, variable string) *upgrade.Upgrade {
 	return &upgrade.Upgrade{
-		Node: node,
 		Task: &hotTask{d: d, h: h, st: st},
 		Release: upgrade.Release{Name: st.ReleaseName, ERTS: st.ERTS, Root: st.ReleaseRoot,
 			Mix: st.ReleaseKind == string(release.Mix)},
 		Report: func(r hotspec.Report, msg string) {
 			d.eventWith(h.taskConfig, r.Details(), "%s", msg)
 		},
-		Key:      step.key,
-		Variable: step.variable,
+		Key:      key,
+		Variable: variable,
 		Warn:     h.logger.Warn,
 	}
 }
@@ -55,6 +54,12 @@ func (t *hotTask) SetVersion(version string) { t.h.setVersion(version) }
 func (t *hotTask) SetPermanent(version string) {
 	t.h.rec.Permanent = version
 	t.d.saveHot(t.h)
+}
+
+func (t *hotTask) Adopt(version string) {
+	if t.h.rec.Permanent != version && t.st.Trees[version] != "" {
+		t.h.rec.Permanent = version
+	}
 }
 
 func (t *hotTask) Pid() int { return t.h.pidNow() }

@@ -36,17 +36,12 @@ func hotVariable(cfg *drivers.TaskConfig, hc HotUpgradeConfig) string {
 	return hotspec.Path(cfg.JobID, cfg.TaskGroupName, cfg.Name)
 }
 
-// parseTarget decodes and checks one target, and that the driver can
-// fetch its source.
-func parseTarget(raw string) (hotTarget, error) {
-	t, err := hotspec.Parse(raw)
-	if err != nil {
-		return t, err
-	}
+// checkSource refuses a target whose source the driver cannot fetch.
+func checkSource(t hotspec.Target) error {
 	if t.Source != "" && !hasAnyPrefix(t.Source, schemes) {
-		return t, fmt.Errorf(`"source" %q: unsupported; use s3://, gs://, https://, http:// or file:///abs/path`, fetch.Redact(t.Source))
+		return fmt.Errorf(`"source" %q: unsupported; use s3://, gs://, https://, http:// or file:///abs/path`, fetch.Redact(t.Source))
 	}
-	return t, nil
+	return nil
 }
 
 // watchTargets follows the task's hot-upgrade Variable until ctx ends and

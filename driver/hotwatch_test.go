@@ -46,9 +46,12 @@ func TestParseTarget(t *testing.T) {
 		{`0.2.0`, "not a JSON target"},
 	}
 	for _, tc := range cases {
-		_, err := parseTarget(tc.raw)
+		target, err := hotspec.Parse(tc.raw)
+		if err == nil {
+			err = checkSource(target)
+		}
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("parseTarget(%s) = %v, want %q", tc.raw, err, tc.err)
+			t.Errorf("target %s: %v, want %q", tc.raw, err, tc.err)
 		}
 	}
 }

@@ -74,6 +74,9 @@ type Task interface {
 	// one a restart boots.
 	SetVersion(version string)
 	SetPermanent(version string)
+	// Adopt records that the node runs version permanently, when the
+	// plugin has its files: a restart of the task then boots it.
+	Adopt(version string)
 	// Pid is the node's OS pid, which the events show unchanged.
 	Pid() int
 }
@@ -99,6 +102,12 @@ type Upgrade struct {
 	Key, Variable string
 	// Warn, if set, hears of undo steps that failed.
 	Warn func(msg string, args ...any)
+	// Check, if set, vets a target beyond its syntax (that the driver can
+	// fetch its source, say); an error makes the target invalid.
+	Check func(hotspec.Target) error
+	// Refuse, if set, is why no target can be taken at all (no channel
+	// into the node, a release without release_handler).
+	Refuse error
 
 	from, to string
 	start    time.Time

@@ -88,6 +88,7 @@ type fakeTask struct {
 	pkg                      *fakePkg
 	merged, joined, dropped  bool
 	version, permanent       string
+	adopted                  string
 	inspectErr, downgradeErr error
 }
 
@@ -106,6 +107,7 @@ func (t *fakeTask) Inspect(v string) (Package, error) {
 func (t *fakeTask) SetVersion(v string)   { t.version = v }
 func (t *fakeTask) SetPermanent(v string) { t.permanent = v }
 func (t *fakeTask) Pid() int              { return 4242 }
+func (t *fakeTask) Adopt(v string)        { t.adopted = v }
 
 type run struct {
 	node    *fakeNode
