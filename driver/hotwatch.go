@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/upgrade"
 	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
@@ -61,63 +62,34 @@ func (d *Driver) watchTargets(ctx context.Context, h *taskHandle, hc HotUpgradeC
 		return
 	}
 	logger := h.logger.With("variable", path)
-	var index uint64
-	backoff := time.Second
-	for ctx.Err() == nil {
-		// A kick (SIGHUP) cuts the wait short and reads the Variable anew.
-		qctx, cancel := context.WithCancel(ctx)
-		kicked := make(chan struct{})
-		go func() {
-			select {
-			case <-h.hotKick:
-				close(kicked)
-				cancel()
-			case <-qctx.Done():
-			}
-		}()
-		q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute, Namespace: cfg.Namespace,
-			AuthToken: readTaskToken(cfg)}).WithContext(qctx)
-		v, meta, err := client.Variables().Peek(path, q)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			select {
-			case <-kicked:
-				index = 0
-				continue
-			default:
-			}
-			logger.Warn("cannot read the hot-upgrade variable", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-h.hotKick:
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 30*time.Second)
-			continue
-		}
-		backoff = time.Second
-		if meta != nil {
-			if meta.LastIndex < index {
-				index = 0 // the index went back: start over
-			} else {
-				index = meta.LastIndex
-			}
-		}
-		var items map[string]string
-		if v != nil {
-			items = v.Items
-		}
-		key, raw := hotspec.Pick(items, cfg.AllocID)
-		if raw != "" && d.converge(ctx, h, hc, key, raw) {
-			index = 0 // ask again soon: the node was not up yet
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
+	src := &variableSource{client: client, path: path, cfg: cfg}
+	upgrade.Watch(ctx, src, cfg.AllocID, h.hotKick,
+		func(key, raw string) bool { return d.converge(ctx, h, hc, key, raw) },
+		func(err error) { logger.Warn("cannot read the hot-upgrade variable", "error", err) })
+}
+
+// variableSource reads the task's hot-upgrade Variable through its Task
+// API socket, with its workload identity, read anew for each query.
+type variableSource struct {
+	client *nomad.Client
+	path   string
+	cfg    *drivers.TaskConfig
+}
+
+func (s *variableSource) Read(ctx context.Context, index uint64) (map[string]string, uint64, error) {
+	q := (&nomad.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute, Namespace: s.cfg.Namespace,
+		AuthToken: readTaskToken(s.cfg)}).WithContext(ctx)
+	v, meta, err := s.client.Variables().Peek(s.path, q)
+	if err != nil {
+		return nil, 0, err
 	}
+	last := index
+	if meta != nil {
+		last = meta.LastIndex
+	}
+	var items map[string]string
+	if v != nil {
+		items = v.Items
+	}
+	return items, last, nil
 }
