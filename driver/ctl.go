@@ -49,6 +49,8 @@ func (d *Driver) controlClient(h *taskHandle, st *taskState) (*control.Client, e
 		Run: func(ctx context.Context, argv, env []string, dir string, stdin []byte) ([]byte, []byte, int, error) {
 			s := box
 			s.Argv, s.Env, s.Dir = argv, env, dir
+			// A call ends with its program, whatever that left running.
+			s.Relay = true
 			return runInside(ctx, h.exec, s, stdin)
 		},
 	}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,6 +84,9 @@ func (s Spec) exec() error {
 	path, err := lookPath(s.Argv[0], env)
 	if err != nil {
 		return err
+	}
+	if s.Relay {
+		return relay(path, s.Argv, env)
 	}
 	err = syscall.Exec(path, s.Argv, env)
 	return fmt.Errorf("exec %s: %w", s.Argv[0], err)
@@ -174,4 +179,47 @@ func lookPath(name string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: not found in PATH", name)
+}
+
+// relay runs the program as a child, in a process group of its own, and
+// relays its output. When it exits, so does the relay, at once: its group
+// is killed, and whatever it left holding its output (a daemon that left
+// the group, say) holds the relay's pipe, not the caller's, so the caller
+// is never kept waiting. The relay exits with the program's exit code.
+func relay(path string, argv, env []string) error {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := &exec.Cmd{Path: path, Args: argv, Env: env, Stdin: os.Stdin, Stdout: outW, Stderr: errW,
+		// Started from this thread, the child inherits its Landlock
+		// domain and no_new_privs; it dies with the relay.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec %s: %w", argv[0], err)
+	}
+	outW.Close()
+	errW.Close()
+	copied := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(os.Stdout, outR); copied <- struct{}{} }()
+	go func() { _, _ = io.Copy(os.Stderr, errR); copied <- struct{}{} }()
+	_ = cmd.Wait()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	grace := time.After(200 * time.Millisecond)
+	for range 2 {
+		select {
+		case <-copied:
+		case <-grace:
+		}
+	}
+	code := cmd.ProcessState.ExitCode()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	os.Exit(code)
+	return nil
 }

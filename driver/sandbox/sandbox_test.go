@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The test binary becomes the sandbox when asked, as the plugin does.
@@ -20,7 +22,7 @@ func TestMain(m *testing.M) {
 
 func TestArgsRoundTrip(t *testing.T) {
 	s := Spec{UID: 65534, GID: 65534, Groups: []uint32{7, 8}, Landlock: true,
-		ReadOnly: []string{"/usr"}, ReadWrite: []string{"/t", "/u"}, Cgroups: []string{"/sys/fs/cgroup/x"},
+		ReadOnly: []string{"/usr"}, ReadWrite: []string{"/t", "/u"}, Cgroups: []string{"/sys/fs/cgroup/x"}, Relay: true,
 		EnvFile: "/d/env", Env: []string{"A=1"}, Dir: "/t/local", Argv: []string{"erl", "-noshell", "--", "-x"}}
 	a := s.Args()
 	if a[0] != Command {
@@ -150,5 +152,37 @@ func TestRootLosesCapabilities(t *testing.T) {
 	}
 	if bnd == 0 || bnd&(1<<21) != 0 {
 		t.Errorf("bounding set %#x: want some capabilities and no cap_sys_admin\n%s", bnd, out)
+	}
+}
+
+// TestRelayEndsWithTheProgram: a call whose program leaves a daemon
+// holding its output still ends when the program does, with its output
+// and exit code.
+func TestRelayEndsWithTheProgram(t *testing.T) {
+	needRoot(t)
+	task := t.TempDir()
+	if err := os.Chmod(filepath.Dir(task), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	s := Spec{UID: 65534, GID: 65534, Landlock: true, ReadOnly: SystemReadOnly,
+		ReadWrite: append([]string{task}, Devices...), Dir: "/", Relay: true,
+		Argv: []string{"sh", "-c", "setsid sleep 30 & echo answer; exit 3"}}
+	start := time.Now()
+	out, err := run(t, s)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(out, "answer") {
+		t.Fatalf("got %v, %q; want exit 3 and the answer", err, out)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the call took %s: it waited for the daemon", took)
+	}
+	// The child is as confined as the sandbox would have been.
+	secret := filepath.Join(filepath.Dir(task), "world-readable")
+	if err := os.WriteFile(secret, []byte("host secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Argv = []string{"cat", secret}
+	if out, err := run(t, s); err == nil || strings.Contains(out, "host secret") {
+		t.Fatalf("the relayed program read %s: %v %q", secret, err, out)
 	}
 }

@@ -48,6 +48,10 @@ type Spec struct {
 	Env     []string
 	// Dir is the working directory, entered as the task's user.
 	Dir string
+	// Relay runs the program as a child rather than in place, and ends
+	// as soon as it does, whatever it left running (see relay): for calls
+	// whose caller waits for their output to end.
+	Relay bool
 	// Argv is the program and its arguments. A name without a slash is
 	// looked up in the PATH of the program's environment.
 	Argv []string
@@ -87,6 +91,9 @@ func (s Spec) Args() []string {
 	if s.Dir != "" {
 		a = append(a, "-dir", s.Dir)
 	}
+	if s.Relay {
+		a = append(a, "-relay")
+	}
 	return append(append(a, "--"), s.Argv...)
 }
 
@@ -116,6 +123,7 @@ func Parse(args []string) (Spec, error) {
 	fs.StringVar(&s.EnvFile, "env-file", "", "")
 	fs.Var(&env, "env", "")
 	fs.StringVar(&s.Dir, "dir", "", "")
+	fs.BoolVar(&s.Relay, "relay", false, "")
 	if err := fs.Parse(args); err != nil {
 		return Spec{}, err
 	}
