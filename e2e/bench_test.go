@@ -91,21 +91,21 @@ func timeToHTTP(b *testing.B, spec, id string, vars map[string]string) time.Dura
 	port := 0
 	err := waitEvery(20*time.Millisecond, 2*time.Minute, func() error {
 		if port == 0 {
-			var allocs []allocation
-			if err := cluster.NomadJSON("/v1/job/"+id+"/allocations", &allocs); err != nil {
+			allocs, _, err := cluster.NomadAPI.Jobs().Allocations(id, false, nil)
+			if err != nil {
 				return err
 			}
 			if len(allocs) == 0 {
 				return fmt.Errorf("not placed yet")
 			}
-			var a allocation
-			if err := cluster.NomadJSON("/v1/allocation/"+allocs[0].ID, &a); err != nil {
+			a, _, err := cluster.NomadAPI.Allocations().Info(allocs[0].ID, nil)
+			if err != nil {
 				return err
 			}
 			if a.ClientStatus == "failed" {
 				return fmt.Errorf("allocation failed")
 			}
-			for _, p := range a.AllocatedResources.Shared.Ports {
+			for _, p := range allocPorts(a) {
 				if p.Label == "http" {
 					port = p.Value
 				}
@@ -200,17 +200,17 @@ func fiveFromThrottled(b *testing.B, spec, id, name string, vars map[string]stri
 	}
 	defer func() { _, _ = cluster.Nomad("job", "stop", "-purge", id) }()
 	err = waitEvery(50*time.Millisecond, 5*time.Minute, func() error {
-		var allocs []allocation
-		if err := cluster.NomadJSON("/v1/job/"+id+"/allocations", &allocs); err != nil {
+		allocs, _, err := cluster.NomadAPI.Jobs().Allocations(id, false, nil)
+		if err != nil {
 			return err
 		}
 		up := 0
 		for _, a := range allocs {
-			var full allocation
-			if err := cluster.NomadJSON("/v1/allocation/"+a.ID, &full); err != nil {
+			full, _, err := cluster.NomadAPI.Allocations().Info(a.ID, nil)
+			if err != nil {
 				return err
 			}
-			for _, p := range full.AllocatedResources.Shared.Ports {
+			for _, p := range allocPorts(full) {
 				if p.Label == "http" {
 					if _, err := get(p.Value, "/health"); err == nil {
 						up++

@@ -45,7 +45,7 @@ func TestBridge(t *testing.T) {
 	allocs := j.runningAllocs(2)
 	addrs := map[string]string{}
 	for _, a := range allocs {
-		for _, p := range a.alloc().AllocatedResources.Shared.Ports {
+		for _, p := range allocPorts(a.alloc()) {
 			if p.Label == "http" {
 				addrs[a.Alloc] = fmt.Sprintf("%s:%d", p.HostIP, p.Value)
 			}

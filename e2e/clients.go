@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	consul "github.com/hashicorp/consul/api"
 )
 
 // client is a Nomad client agent beyond the server's own, with the Consul
@@ -18,6 +20,7 @@ type client struct {
 	name          string
 	consul, nomad *exec.Cmd
 	consulAddr    string
+	consulAPI     *consul.Client // its Consul agent's, with the management token
 }
 
 // addClient starts Consul and Nomad client agents number i, on ports of
@@ -40,10 +43,12 @@ func (c *Cluster) addClient(i, from, to int, readToken string) error {
 	if err := c.startLogged(cl.consul, fmt.Sprintf("consul-%d.log", i)); err != nil {
 		return err
 	}
-	setToken("http://"+cl.consulAddr, "X-Consul-Token", c.ConsulToken)
+	if cl.consulAPI, err = newConsulAPI(cl.consulAddr, c.ConsulToken, agentTimeout); err != nil {
+		return err
+	}
 	err = waitFor(60*time.Second, func() error {
-		var nodes []struct{ Node string }
-		if err := getJSON("http://"+cl.consulAddr+"/v1/catalog/nodes", &nodes); err != nil {
+		nodes, _, err := cl.consulAPI.Catalog().Nodes(nil)
+		if err != nil {
 			return err
 		}
 		for _, n := range nodes {
@@ -83,24 +88,22 @@ func (c *Cluster) addClient(i, from, to int, readToken string) error {
 // setup of `nomad setup consul`. consulAuthMethod completes it
 // once Nomad serves the keys that sign workload identities.
 func (c *Cluster) consulAgentToken() error {
-	var policy struct{ ID string }
-	err := postJSON(c.ConsulAddr+"/v1/acl/policy", map[string]any{
-		"Name": "nomad-agents",
+	policy, _, err := c.ConsulAPI.ACL().PolicyCreate(&consul.ACLPolicy{
+		Name: "nomad-agents",
 		// Nomad's documented minimum for clients: they register services
 		// with tokens from workload identities, but deregister them with
 		// their own.
-		"Rules": `agent_prefix "" { policy = "read" }
+		Rules: `agent_prefix "" { policy = "read" }
 node_prefix "" { policy = "write" }
 service_prefix "" { policy = "write" }`,
-	}, &policy)
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("consul policy: %w", err)
 	}
-	var token struct{ SecretID string }
-	err = postJSON(c.ConsulAddr+"/v1/acl/token", map[string]any{
-		"Description": "Nomad agents",
-		"Policies":    []map[string]string{{"ID": policy.ID}},
-	}, &token)
+	token, _, err := c.ConsulAPI.ACL().TokenCreate(&consul.ACLToken{
+		Description: "Nomad agents",
+		Policies:    []*consul.ACLTokenPolicyLink{{ID: policy.ID}},
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("consul token: %w", err)
 	}
@@ -116,9 +119,9 @@ service_prefix "" { policy = "write" }`,
 // auth method on the Nomad server's keys, and a binding rule that makes a
 // service's identity a Consul service identity.
 func (c *Cluster) consulAuthMethod() error {
-	err := postJSON(c.ConsulAddr+"/v1/acl/auth-method", map[string]any{
-		"Name": "nomad-workloads", "Type": "jwt", "DisplayName": "Nomad workload identities",
-		"Config": map[string]any{
+	_, _, err := c.ConsulAPI.ACL().AuthMethodCreate(&consul.ACLAuthMethod{
+		Name: "nomad-workloads", Type: "jwt", DisplayName: "Nomad workload identities",
+		Config: map[string]any{
 			"JWKSURL":          c.NomadAddr + "/.well-known/jwks.json",
 			"JWTSupportedAlgs": []string{"RS256", "ES256"},
 			"BoundAudiences":   []string{"consul.io"},
@@ -131,9 +134,9 @@ func (c *Cluster) consulAuthMethod() error {
 	if err != nil {
 		return fmt.Errorf("consul auth method: %w", err)
 	}
-	err = postJSON(c.ConsulAddr+"/v1/acl/binding-rule", map[string]any{
-		"AuthMethod": "nomad-workloads", "BindType": "service",
-		"BindName": "${value.nomad_service}", "Selector": `"nomad_service" in value`,
+	_, _, err = c.ConsulAPI.ACL().BindingRuleCreate(&consul.ACLBindingRule{
+		AuthMethod: "nomad-workloads", BindType: consul.BindingRuleBindTypeService,
+		BindName: "${value.nomad_service}", Selector: `"nomad_service" in value`,
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("consul binding rule: %w", err)
@@ -145,24 +148,20 @@ func (c *Cluster) consulAuthMethod() error {
 // driver.
 func (c *Cluster) waitNodes() error {
 	err := waitFor(90*time.Second, func() error {
-		var nodes []struct {
-			ID, Name, Status string
-		}
-		if err := getJSON(c.NomadAddr+"/v1/nodes", &nodes); err != nil {
+		nodes, _, err := c.NomadAPI.Nodes().List(nil)
+		if err != nil {
 			return err
 		}
 		ready := 0
 		for _, n := range nodes {
-			var full struct {
-				Drivers map[string]struct{ Healthy bool }
-			}
 			if n.Status != "ready" {
 				continue
 			}
-			if err := getJSON(c.NomadAddr+"/v1/node/"+n.ID, &full); err != nil {
+			healthy, err := c.driverHealthy(n.ID)
+			if err != nil {
 				return err
 			}
-			if full.Drivers["beam"].Healthy {
+			if healthy {
 				ready++
 			}
 		}

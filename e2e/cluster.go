@@ -14,21 +14,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	consul "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
 )
 
 // Cluster is a running Consul and Nomad pair.
@@ -43,6 +41,10 @@ type Cluster struct {
 	// management tokens the tests use; the beam driver gets a Consul token
 	// that can only read services.
 	NomadToken, ConsulToken string
+	// NomadAPI and ConsulAPI are clients of the server agents that send
+	// these tokens.
+	NomadAPI  *nomadapi.Client
+	ConsulAPI *consul.Client
 
 	consul, nomad *exec.Cmd
 	nomadConfig   string
@@ -115,7 +117,13 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 	c.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports.NomadHTTP)
 
 	c.ConsulToken = uuid()
-	setToken(c.ConsulAddr, "X-Consul-Token", c.ConsulToken)
+	if c.ConsulAPI, err = newConsulAPI(c.ConsulAddr, c.ConsulToken, agentTimeout); err != nil {
+		return nil, err
+	}
+	// The token comes with Nomad's ACL bootstrap.
+	if c.NomadAPI, err = newNomadAPI(c.NomadAddr, ""); err != nil {
+		return nil, err
+	}
 	c.consul = exec.Command(filepath.Join(root, "bin", "consul"), "agent", "-dev", "-node", "consul-1",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(ports.ConsulHTTP), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
@@ -127,8 +135,8 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 		return nil, err
 	}
 	if err := waitFor(60*time.Second, func() error {
-		var leader string
-		if err := getJSON(c.ConsulAddr+"/v1/status/leader", &leader); err != nil {
+		leader, err := c.ConsulAPI.Status().Leader()
+		if err != nil {
 			return err
 		}
 		if leader == "" {
@@ -237,8 +245,8 @@ func (c *Cluster) startNomad() error {
 	}
 	if c.NomadToken == "" {
 		err := waitFor(60*time.Second, func() error {
-			var out struct{ SecretID string }
-			if err := postJSON(c.NomadAddr+"/v1/acl/bootstrap", nil, &out); err != nil {
+			out, _, err := c.NomadAPI.ACLTokens().Bootstrap(nil)
+			if err != nil {
 				return err
 			}
 			c.NomadToken = out.SecretID
@@ -247,27 +255,21 @@ func (c *Cluster) startNomad() error {
 		if err != nil {
 			return fmt.Errorf("nomad ACL bootstrap: %w\n%s", err, c.tail("nomad.log"))
 		}
-		setToken(c.NomadAddr, "X-Nomad-Token", c.NomadToken)
+		c.NomadAPI.SetSecretID(c.NomadToken)
 	}
 	err := waitFor(90*time.Second, func() error {
-		var nodes []struct {
-			ID      string
-			Status  string
-			Drivers map[string]struct{ Healthy bool }
-		}
-		if err := getJSON(c.NomadAddr+"/v1/nodes?resources=true", &nodes); err != nil {
+		nodes, _, err := c.NomadAPI.Nodes().List(&nomadapi.QueryOptions{Params: map[string]string{"resources": "true"}})
+		if err != nil {
 			return err
 		}
 		if len(nodes) == 0 || nodes[0].Status != "ready" {
 			return fmt.Errorf("nomad client not ready")
 		}
-		var full struct {
-			Drivers map[string]struct{ Healthy bool }
-		}
-		if err := getJSON(c.NomadAddr+"/v1/node/"+nodes[0].ID, &full); err != nil {
+		healthy, err := c.driverHealthy(nodes[0].ID)
+		if err != nil {
 			return err
 		}
-		if !full.Drivers["beam"].Healthy {
+		if !healthy {
 			return fmt.Errorf("beam driver not healthy yet")
 		}
 		return nil
@@ -287,8 +289,7 @@ func (c *Cluster) RestartNomad() error {
 // Stop stops every job, then the agents.
 func (c *Cluster) Stop() {
 	if c.nomad != nil && c.nomad.Process != nil {
-		var jobs []struct{ ID string }
-		if getJSON(c.NomadAddr+"/v1/jobs", &jobs) == nil {
+		if jobs, _, err := c.NomadAPI.Jobs().List(nil); err == nil {
 			for _, j := range jobs {
 				_, _ = c.Nomad("job", "stop", "-purge", j.ID)
 			}
@@ -324,12 +325,6 @@ func (c *Cluster) Nomad(args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
-
-// NomadJSON decodes a Nomad API GET.
-func (c *Cluster) NomadJSON(path string, v any) error { return getJSON(c.NomadAddr+path, v) }
-
-// ConsulJSON decodes a Consul API GET.
-func (c *Cluster) ConsulJSON(path string, v any) error { return getJSON(c.ConsulAddr+path, v) }
 
 func (c *Cluster) startLogged(cmd *exec.Cmd, name string) error {
 	f, err := os.OpenFile(filepath.Join(c.Dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -413,95 +408,10 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-var httpClient = &http.Client{Timeout: 10 * time.Second, Transport: tokenTransport{}}
-
-// tokens maps an agent's host:port to the ACL token header for it.
-var tokens sync.Map
-
-func setToken(addr, header, token string) {
-	u, _ := url.Parse(addr)
-	tokens.Store(u.Host, [2]string{header, token})
-}
-
-// tokenTransport adds each agent's ACL token to requests for it.
-type tokenTransport struct{}
-
-func (tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t, ok := tokens.Load(r.URL.Host); ok {
-		r = r.Clone(r.Context())
-		r.Header.Set(t.([2]string)[0], t.([2]string)[1])
-	}
-	return http.DefaultTransport.RoundTrip(r)
-}
-
-// postJSON PUTs body as JSON (nil for none) and decodes the answer into out.
-func postJSON(url string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(http.MethodPut, url, rd)
-	if err != nil {
-		return err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("PUT %s: %s: %s", url, resp.Status, b)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
-}
-
-// consulReadToken creates a Consul token that may only read services and
-// nodes: what the driver's clustering needs.
-func (c *Cluster) consulReadToken() (string, error) {
-	var policy struct{ ID string }
-	err := postJSON(c.ConsulAddr+"/v1/acl/policy", map[string]any{
-		"Name":  "beam-driver",
-		"Rules": `service_prefix "" { policy = "read" } node_prefix "" { policy = "read" }`,
-	}, &policy)
-	if err != nil {
-		return "", fmt.Errorf("consul policy: %w", err)
-	}
-	var token struct{ SecretID string }
-	err = postJSON(c.ConsulAddr+"/v1/acl/token", map[string]any{
-		"Description": "beam driver: read services",
-		"Policies":    []map[string]string{{"ID": policy.ID}},
-	}, &token)
-	if err != nil {
-		return "", fmt.Errorf("consul token: %w", err)
-	}
-	return token.SecretID, nil
-}
-
 func uuid() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-func getJSON(url string, v any) error {
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // permanent marks an error that waiting longer cannot fix.

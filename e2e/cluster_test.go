@@ -74,8 +74,8 @@ func waitCluster(t *testing.T, j *job, n int, gone string) {
 	t.Helper()
 	err := waitFor(90*time.Second, func() error {
 		var allocs []*job
-		var all []allocation
-		if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &all); err != nil {
+		all, _, err := cluster.NomadAPI.Jobs().Allocations(j.ID, false, nil)
+		if err != nil {
 			return err
 		}
 		for _, a := range all {

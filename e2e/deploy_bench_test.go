@@ -5,11 +5,8 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	consul "github.com/hashicorp/consul/api"
 )
 
 // BenchmarkRollingDeploy runs the rolling deploy of scenario 1 of
@@ -25,7 +22,8 @@ func BenchmarkRollingDeploy(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer dc.Stop()
-	cc, err := consul.NewClient(&consul.Config{Address: strings.TrimPrefix(dc.ConsulAddr, "http://"), Token: dc.ConsulToken})
+	// The balancers' blocking queries outlast dc.ConsulAPI's timeout.
+	cc, err := newConsulAPI(dc.ConsulAddr, dc.ConsulToken, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/loadtest"
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
@@ -67,7 +68,8 @@ func TestDeployments(t *testing.T) {
 		t.Errorf("both allocations run on %s; want one on each client", st[0].Client)
 	}
 
-	cc, err := consul.NewClient(&consul.Config{Address: strings.TrimPrefix(dc.ConsulAddr, "http://"), Token: dc.ConsulToken})
+	// The balancers' blocking queries outlast dc.ConsulAPI's timeout.
+	cc, err := newConsulAPI(dc.ConsulAddr, dc.ConsulToken, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,27 +276,23 @@ func (d *deployer) waitReverted() {
 func (d *deployer) waitDeployed(check func(env map[string]string) error) {
 	d.t.Helper()
 	err := waitEvery(time.Second, 2*time.Minute, func() error {
-		var j struct {
-			Version    int
-			TaskGroups []struct {
-				Tasks []struct{ Env map[string]string }
-			}
-		}
-		if err := d.c.NomadJSON("/v1/job/"+d.job, &j); err != nil {
+		j, _, err := d.c.NomadAPI.Jobs().Info(d.job, nil)
+		if err != nil {
 			return err
 		}
+		version := *j.Version
 		if err := check(j.TaskGroups[0].Tasks[0].Env); err != nil {
-			return fmt.Errorf("job version %d: %w", j.Version, err)
+			return fmt.Errorf("job version %d: %w", version, err)
 		}
-		var dep struct {
-			JobVersion int
-			Status     string
-		}
-		if err := d.c.NomadJSON("/v1/job/"+d.job+"/deployment", &dep); err != nil {
+		dep, _, err := d.c.NomadAPI.Jobs().LatestDeployment(d.job, nil)
+		if err != nil {
 			return err
 		}
-		if dep.JobVersion != j.Version || dep.Status != "successful" {
-			return fmt.Errorf("deployment of version %d: %s (job version %d)", dep.JobVersion, dep.Status, j.Version)
+		if dep == nil {
+			dep = &nomadapi.Deployment{} // none yet
+		}
+		if dep.JobVersion != version || dep.Status != "successful" {
+			return fmt.Errorf("deployment of version %d: %s (job version %d)", dep.JobVersion, dep.Status, version)
 		}
 		return nil
 	})
@@ -321,12 +319,12 @@ func (d *deployer) killNode() {
 	d.t.Helper()
 	st := d.status(2)
 	victim := st[0]
-	var a allocation
-	if err := d.c.NomadJSON("/v1/allocation/"+victim.Alloc, &a); err != nil {
+	a, _, err := d.c.NomadAPI.Allocations().Info(victim.Alloc, nil)
+	if err != nil {
 		d.t.Fatal(err)
 	}
 	port := 0
-	for _, p := range a.AllocatedResources.Shared.Ports {
+	for _, p := range allocPorts(a) {
 		if p.Label == "http" {
 			port = p.Value
 		}
@@ -339,7 +337,7 @@ func (d *deployer) killNode() {
 	if pid == 0 {
 		d.t.Fatalf("no pid in %q", body)
 	}
-	restarts := a.TaskStates["hello_erl"].Restarts
+	restarts := taskState(a, "hello_erl").Restarts
 
 	var recovered time.Duration
 	d.underLoadAllowingFailures("s4", func() {
@@ -348,15 +346,15 @@ func (d *deployer) killNode() {
 			d.t.Fatal(err)
 		}
 		err := waitEvery(100*time.Millisecond, 2*time.Minute, func() error {
-			var a allocation
-			if err := d.c.NomadJSON("/v1/allocation/"+victim.Alloc, &a); err != nil {
+			a, _, err := d.c.NomadAPI.Allocations().Info(victim.Alloc, nil)
+			if err != nil {
 				return err
 			}
-			if a.TaskStates["hello_erl"].Restarts <= restarts || a.TaskStates["hello_erl"].State != "running" {
-				return fmt.Errorf("not restarted yet: %s", a.TaskStates["hello_erl"].State)
+			if st := taskState(a, "hello_erl"); st.Restarts <= restarts || st.State != "running" {
+				return fmt.Errorf("not restarted yet: %s", st.State)
 			}
-			var checks []struct{ Status, ServiceID string }
-			if err := d.c.ConsulJSON("/v1/health/checks/hello-erl", &checks); err != nil {
+			checks, _, err := d.c.ConsulAPI.Health().Checks("hello-erl", nil)
+			if err != nil {
 				return err
 			}
 			passing := 0
@@ -478,10 +476,8 @@ func (d *deployer) checkNoManagementToken() {
 	}
 	// Nomad registered the services in Consul with tokens it got for their
 	// workload identities, not with a token of its own.
-	var wi []struct {
-		ServiceIdentities []struct{ ServiceName string }
-	}
-	if err := d.c.ConsulJSON("/v1/acl/tokens?authmethod=nomad-workloads", &wi); err != nil {
+	wi, _, err := d.c.ConsulAPI.ACL().TokenListFiltered(consul.ACLTokenFilterOptions{AuthMethod: "nomad-workloads"}, nil)
+	if err != nil {
 		d.t.Fatal(err)
 	}
 	services := 0
@@ -499,11 +495,11 @@ func (d *deployer) checkNoManagementToken() {
 	// Nor does any running node's environment.
 	envs := 0
 	for _, s := range d.status(2) {
-		var a allocation
-		if err := d.c.NomadJSON("/v1/allocation/"+s.Alloc, &a); err != nil {
+		a, _, err := d.c.NomadAPI.Allocations().Info(s.Alloc, nil)
+		if err != nil {
 			d.t.Fatal(err)
 		}
-		for _, p := range a.AllocatedResources.Shared.Ports {
+		for _, p := range allocPorts(a) {
 			if p.Label != "http" {
 				continue
 			}
@@ -532,8 +528,8 @@ func (d *deployer) checkNoManagementToken() {
 func (d *deployer) waitGone() {
 	d.t.Helper()
 	err := waitEvery(time.Second, 2*time.Minute, func() error {
-		var allocs []allocation
-		if err := d.c.NomadJSON("/v1/job/"+d.job+"/allocations", &allocs); err != nil {
+		allocs, _, err := d.c.NomadAPI.Jobs().Allocations(d.job, false, nil)
+		if err != nil {
 			if strings.Contains(err.Error(), "404") {
 				return nil
 			}

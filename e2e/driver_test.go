@@ -111,7 +111,7 @@ func TestReleaseKinds(t *testing.T) {
 					t.Fatal(err)
 				}
 				j.waitAlloc("complete", 60*time.Second)
-				st := j.alloc().TaskStates["node"]
+				st := j.task("node")
 				var exit *int
 				for _, e := range st.Events {
 					if e.Type == "Terminated" {

@@ -12,10 +12,8 @@ import (
 // beamCheck returns the status and output of an allocation's "beam" script
 // check in Consul.
 func beamCheck(j *job) (string, string, error) {
-	var checks []struct {
-		Name, Status, Output, ServiceID string
-	}
-	if err := cluster.ConsulJSON("/v1/health/checks/"+j.ID+"-dist", &checks); err != nil {
+	checks, _, err := cluster.ConsulAPI.Health().Checks(j.ID+"-dist", nil)
+	if err != nil {
 		return "", "", err
 	}
 	for _, c := range checks {

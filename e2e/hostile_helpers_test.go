@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
 )
 
 // The helpers of the hostile-release suite (hostile_test.go): a host file
@@ -97,8 +98,8 @@ func (v *victim) check(t *testing.T) {
 func (v *victim) checkUnquoted(t *testing.T, j *job) {
 	t.Helper()
 	if j != nil && j.Alloc != "" {
-		var raw json.RawMessage
-		if err := cluster.NomadJSON("/v1/allocation/"+j.Alloc, &raw); err != nil {
+		raw, err := rawAlloc(j.Alloc)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if bytes.Contains(raw, []byte(v.content)) {
@@ -257,41 +258,34 @@ func (s *hostileServer) addFile(name, path string) string {
 	return s.srv.URL + "/" + name
 }
 
-// hostileEvent is a task event as the allocation API returns it.
-type hostileEvent struct {
-	Type           string
-	Time           int64
-	DisplayMessage string
-	Message        string
-	ExitCode       int
-	Details        map[string]string
-}
-
-type hostileTask struct {
-	State    string
-	Failed   bool
-	Restarts int
-	Events   []hostileEvent
+// rawAlloc returns the allocation as the Nomad API answers it, undecoded.
+func rawAlloc(id string) ([]byte, error) {
+	body, err := cluster.NomadAPI.Raw().Response("/v1/allocation/"+id, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return io.ReadAll(body)
 }
 
 // taskOf reads the task's state from the allocation API.
-func taskOf(t *testing.T, j *job) hostileTask {
+func taskOf(t *testing.T, j *job) *nomadapi.TaskState {
 	t.Helper()
-	var a struct{ TaskStates map[string]hostileTask }
-	if err := cluster.NomadJSON("/v1/allocation/"+j.Alloc, &a); err != nil {
+	a, _, err := cluster.NomadAPI.Allocations().Info(j.Alloc, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return a.TaskStates["node"]
+	return taskState(a, "node")
 }
 
 // eventWith returns the first event of the task whose message holds every
 // part, the driver's own (type "Driver") first, or fails the test listing
 // them all. Nomad repeats a failed start's error in its "Driver Failure"
 // event; when only that one holds the parts, the test says so in its log.
-func eventWith(t *testing.T, j *job, parts ...string) hostileEvent {
+func eventWith(t *testing.T, j *job, parts ...string) *nomadapi.TaskEvent {
 	t.Helper()
 	st := taskOf(t, j)
-	has := func(e hostileEvent) bool {
+	has := func(e *nomadapi.TaskEvent) bool {
 		msg := e.DisplayMessage
 		if msg == "" {
 			msg = e.Message
@@ -321,7 +315,7 @@ func eventWith(t *testing.T, j *job, parts ...string) hostileEvent {
 		}
 	}
 	t.Fatalf("no task event holds %q; events:\n%s", parts, strings.Join(all, "\n"))
-	return hostileEvent{}
+	return nil
 }
 
 // submitHostile submits hostile.nomad.hcl and waits until its allocation

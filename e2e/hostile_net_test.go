@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	consul "github.com/hashicorp/consul/api"
 )
 
 // The hostile-release suite's cases on the network: a local process that
@@ -88,8 +90,8 @@ func TestHostileEPMDSquatter(t *testing.T) {
 	portIs("after the plugin restarted")
 	squat("after the plugin restarted")
 	portIs("after a squat once the plugin restarted")
-	if a := j.alloc(); a.ClientStatus != "running" || a.TaskStates["node"].Restarts != 0 {
-		t.Errorf("allocation %s, %d restarts, want it running as it was", a.ClientStatus, a.TaskStates["node"].Restarts)
+	if a := j.alloc(); a.ClientStatus != "running" || taskState(a, "node").Restarts != 0 {
+		t.Errorf("allocation %s, %d restarts, want it running as it was", a.ClientStatus, taskState(a, "node").Restarts)
 	}
 	waitHTTP(t, j.port("http"), "/", 10*time.Second)
 
@@ -163,14 +165,14 @@ func TestHostileFakeConsulPeer(t *testing.T) {
 
 	lure := newConnCounter(t)
 	fakeID := "fake-" + id
-	err := postJSON(cluster.ConsulAddr+"/v1/agent/service/register", map[string]any{
-		"ID": fakeID, "Name": service, "Address": "127.0.0.1", "Port": lure.port(),
-		"Check": map[string]any{"CheckID": fakeID + "-ttl", "Name": "always passing", "TTL": "10m", "Status": "passing"},
-	}, nil)
+	err := cluster.ConsulAPI.Agent().ServiceRegister(&consul.AgentServiceRegistration{
+		ID: fakeID, Name: service, Address: "127.0.0.1", Port: lure.port(),
+		Check: &consul.AgentServiceCheck{CheckID: fakeID + "-ttl", Name: "always passing", TTL: "10m", Status: "passing"},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = postJSON(cluster.ConsulAddr+"/v1/agent/service/deregister/"+fakeID, nil, nil) })
+	t.Cleanup(func() { _ = cluster.ConsulAPI.Agent().ServiceDeregister(fakeID) })
 	registered := time.Now()
 	waitConsulPassing(t, service, lure.port())
 

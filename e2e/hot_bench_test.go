@@ -77,7 +77,7 @@ func hotOne(b *testing.B, id, v1, v2 string) (time.Duration, time.Duration) {
 	}
 	ev := j.waitHot("node", "0.2.0", start.Add(-time.Second))
 	var took time.Duration
-	for _, e := range j.alloc().TaskStates["node"].Events {
+	for _, e := range j.task("node").Events {
 		if r, ok := hotspec.ReportOf(e.Details); ok && r.Outcome == hotspec.Succeeded {
 			took = r.Took
 		}

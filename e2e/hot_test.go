@@ -51,7 +51,7 @@ func (j *job) waitHot(task, version string, since time.Time) hotEvent {
 	j.t.Helper()
 	var ev hotEvent
 	err := waitEvery(50*time.Millisecond, 90*time.Second, func() error {
-		for _, e := range j.alloc().TaskStates[task].Events {
+		for _, e := range j.task(task).Events {
 			at := time.Unix(0, e.Time)
 			r, ok := hotspec.ReportOf(e.Details)
 			if !ok || !r.Outcome.Final() || at.Before(since) || r.Version != version {
@@ -290,9 +290,8 @@ func TestHotUpgradeFailures(t *testing.T) {
 			if p, _ := pidCount(t, body); p != pid {
 				t.Errorf("pid changed from %d to %d", pid, p)
 			}
-			if a := j.alloc(); a.TaskStates["node"].State != "running" || a.TaskStates["node"].Restarts != 0 {
-				t.Errorf("task is %s after %d restarts, want running without restarts",
-					a.TaskStates["node"].State, a.TaskStates["node"].Restarts)
+			if st := j.task("node"); st.State != "running" || st.Restarts != 0 {
+				t.Errorf("task is %s after %d restarts, want running without restarts", st.State, st.Restarts)
 			}
 		})
 	}
@@ -333,7 +332,7 @@ func TestHotUpgradePluginRestart(t *testing.T) {
 	asked := time.Now()
 	setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.2.0", v2)})
 	err := waitEvery(5*time.Millisecond, 30*time.Second, func() error {
-		for _, e := range j.alloc().TaskStates["node"].Events {
+		for _, e := range j.task("node").Events {
 			if _, ok := hotspec.ReportOf(e.Details); ok && time.Unix(0, e.Time).After(asked.Add(-time.Second)) {
 				return nil
 			}
@@ -371,7 +370,7 @@ func TestHotUpgradePluginRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the plugin restart: %v\n%s", err, j.describe(j.Alloc))
 	}
-	if a := j.alloc(); a.TaskStates["node"].Restarts != 0 {
-		t.Errorf("the task restarted %d times", a.TaskStates["node"].Restarts)
+	if st := j.task("node"); st.Restarts != 0 {
+		t.Errorf("the task restarted %d times", st.Restarts)
 	}
 }

@@ -207,8 +207,8 @@ func TestPreCommandInTask(t *testing.T) {
 	deadline := time.Now().Add(90 * time.Second)
 	for len(seen) == 0 && time.Now().Before(deadline) {
 		if j.Alloc == "" {
-			var allocs []allocation
-			if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil || len(allocs) == 0 {
+			allocs, _, err := cluster.NomadAPI.Jobs().Allocations(j.ID, false, nil)
+			if err != nil || len(allocs) == 0 {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}

@@ -3,10 +3,8 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/peers"
 )
@@ -86,8 +86,8 @@ func (j *job) runningAllocs(n int) []*job {
 	j.t.Helper()
 	var out []*job
 	err := waitFor(3*time.Minute, func() error {
-		var allocs []allocation
-		if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil {
+		allocs, _, err := cluster.NomadAPI.Jobs().Allocations(j.ID, false, nil)
+		if err != nil {
 			return err
 		}
 		out = out[:0]
@@ -107,33 +107,21 @@ func (j *job) runningAllocs(n int) []*job {
 	return out
 }
 
-type allocation struct {
-	ID                 string
-	Name               string
-	ClientStatus       string
-	TaskStates         map[string]taskState
-	AllocatedResources struct {
-		Shared struct {
-			Ports []struct {
-				Label  string
-				Value  int
-				HostIP string
-			}
-		}
+// taskState returns the allocation's state of a task, an empty one while
+// it has none.
+func taskState(a *nomadapi.Allocation, task string) *nomadapi.TaskState {
+	if st := a.TaskStates[task]; st != nil {
+		return st
 	}
+	return &nomadapi.TaskState{}
 }
 
-type taskState struct {
-	State    string
-	Failed   bool
-	Restarts int
-	Events   []struct {
-		Type           string
-		Time           int64
-		DisplayMessage string
-		ExitCode       int
-		Details        map[string]string
+// allocPorts returns the allocation's ports, none before it has resources.
+func allocPorts(a *nomadapi.Allocation) []nomadapi.PortMapping {
+	if a.AllocatedResources == nil {
+		return nil
 	}
+	return a.AllocatedResources.Shared.Ports
 }
 
 // waitAlloc waits until the job has an allocation in the given client
@@ -142,8 +130,8 @@ func (j *job) waitAlloc(status string, timeout time.Duration) string {
 	j.t.Helper()
 	var id string
 	err := waitFor(timeout, func() error {
-		var allocs []allocation
-		if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil {
+		allocs, _, err := cluster.NomadAPI.Jobs().Allocations(j.ID, false, nil)
+		if err != nil {
 			return err
 		}
 		for _, a := range allocs {
@@ -164,19 +152,25 @@ func (j *job) waitAlloc(status string, timeout time.Duration) string {
 }
 
 // alloc returns the allocation's current state.
-func (j *job) alloc() allocation {
+func (j *job) alloc() *nomadapi.Allocation {
 	j.t.Helper()
-	var a allocation
-	if err := cluster.NomadJSON("/v1/allocation/"+j.Alloc, &a); err != nil {
+	a, _, err := cluster.NomadAPI.Allocations().Info(j.Alloc, nil)
+	if err != nil {
 		j.t.Fatal(err)
 	}
 	return a
 }
 
+// task returns the state of one of the allocation's tasks.
+func (j *job) task(name string) *nomadapi.TaskState {
+	j.t.Helper()
+	return taskState(j.alloc(), name)
+}
+
 // port returns the host port that Nomad assigned to a label.
 func (j *job) port(label string) int {
 	j.t.Helper()
-	for _, p := range j.alloc().AllocatedResources.Shared.Ports {
+	for _, p := range allocPorts(j.alloc()) {
 		if p.Label == label {
 			return p.Value
 		}
@@ -194,7 +188,7 @@ func (j *job) describe(allocID string) string {
 // events returns the display messages of the task's events.
 func (j *job) events(task string) []string {
 	var msgs []string
-	for _, e := range j.alloc().TaskStates[task].Events {
+	for _, e := range j.task(task).Events {
 		msgs = append(msgs, e.DisplayMessage)
 	}
 	return msgs
@@ -237,14 +231,12 @@ func waitHTTP(t testing.TB, port int, path string, timeout time.Duration) string
 func waitConsulPassing(t testing.TB, service string, port int) {
 	t.Helper()
 	err := waitFor(60*time.Second, func() error {
-		var entries []struct {
-			Service struct{ Port int }
-		}
-		if err := cluster.ConsulJSON("/v1/health/service/"+service+"?passing=true", &entries); err != nil {
+		entries, _, err := cluster.ConsulAPI.Health().Service(service, "", true, nil)
+		if err != nil {
 			return err
 		}
 		for _, e := range entries {
-			if e.Service.Port == port {
+			if e.Service != nil && e.Service.Port == port {
 				return nil
 			}
 		}
@@ -275,30 +267,23 @@ func (j *job) waitLogs(task, want string) string {
 	return out
 }
 
-// taskStats is the part of /v1/client/allocation/:id/stats the tests read.
-type taskStats struct {
-	Timestamp     int64
-	ResourceUsage struct {
-		MemoryStats struct{ RSS uint64 }
-		CpuStats    struct{ TotalTicks float64 }
-	}
-}
-
-// waitStats waits for a sample of the task's resource usage taken after
-// since, with non-zero memory and CPU, and returns it.
-func (j *job) waitStats(since time.Time) taskStats {
+// waitStats waits for a sample of the allocation's resource usage taken
+// after since, with non-zero memory and CPU, and returns it.
+func (j *job) waitStats(since time.Time) *nomadapi.AllocResourceUsage {
 	j.t.Helper()
-	var s taskStats
-	err := waitFor(30*time.Second, func() error {
-		if err := cluster.NomadJSON("/v1/client/allocation/"+j.Alloc+"/stats", &s); err != nil {
+	var s *nomadapi.AllocResourceUsage
+	err := waitFor(30*time.Second, func() (err error) {
+		s, err = cluster.NomadAPI.Allocations().Stats(&nomadapi.Allocation{ID: j.Alloc}, nil)
+		if err != nil {
 			return err
 		}
+		u := s.ResourceUsage
 		switch {
 		case s.Timestamp <= since.UnixNano():
 			return fmt.Errorf("no stats sample since %s", since.Format(time.RFC3339Nano))
-		case s.ResourceUsage.MemoryStats.RSS == 0:
+		case u == nil || u.MemoryStats == nil || u.MemoryStats.RSS == 0:
 			return fmt.Errorf("memory RSS is 0")
-		case s.ResourceUsage.CpuStats.TotalTicks == 0:
+		case u.CpuStats == nil || u.CpuStats.TotalTicks == 0:
 			return fmt.Errorf("CPU ticks are 0")
 		}
 		return nil
@@ -327,7 +312,7 @@ func putSecrets(t testing.TB, id string, items map[string]string) string {
 	return cookie
 }
 
-// putVar writes a Nomad Variable through the HTTP API, and deletes it when
+// putVar writes a Nomad Variable through the Nomad API, and deletes it when
 // the test ends.
 func putVar(t testing.TB, path string, items map[string]string) {
 	t.Helper()
@@ -337,23 +322,8 @@ func putVar(t testing.TB, path string, items map[string]string) {
 // putVarOn is putVar on the cluster c.
 func putVarOn(t testing.TB, c *Cluster, path string, items map[string]string) {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"Items": items})
-	req, err := http.NewRequest(http.MethodPut, c.NomadAddr+"/v1/var/"+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	if _, _, err := c.NomadAPI.Variables().Create(&nomadapi.Variable{Path: path, Items: items}, nil); err != nil {
+		t.Fatalf("put variable %s: %v", path, err)
 	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("put variable %s: %s", path, resp.Status)
-	}
-	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodDelete, c.NomadAddr+"/v1/var/"+path, nil)
-		if resp, err := httpClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	t.Cleanup(func() { _, _ = c.NomadAPI.Variables().Delete(path, nil) })
 }

@@ -28,7 +28,7 @@ func TestOOMKilled(t *testing.T) {
 	var details map[string]string
 	var code int
 	err := waitFor(60*time.Second, func() error {
-		for _, e := range j.alloc().TaskStates["node"].Events {
+		for _, e := range j.task("node").Events {
 			if e.Type == "Terminated" {
 				details, code = e.Details, e.ExitCode
 				return nil

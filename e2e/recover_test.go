@@ -73,7 +73,7 @@ func checkSameNode(t *testing.T, j *job, port, pid int) {
 	t.Helper()
 	err := waitFor(60*time.Second, func() error {
 		a := j.alloc()
-		st := a.TaskStates["node"]
+		st := taskState(a, "node")
 		if a.ClientStatus != "running" || st.State != "running" {
 			return fmt.Errorf("allocation is %s, task %s", a.ClientStatus, st.State)
 		}

@@ -103,8 +103,8 @@ func TestStoreOutage(t *testing.T) {
 		// The store comes back once an event has told of a retry, well
 		// within the 20 s window: the SDK's own quick retries come first.
 		err := waitFor(15*time.Second, func() error {
-			var allocs []allocation
-			if err := cluster.NomadJSON("/v1/job/"+j.ID+"/allocations", &allocs); err != nil || len(allocs) == 0 {
+			allocs, _, err := cluster.NomadAPI.Jobs().Allocations(j.ID, false, nil)
+			if err != nil || len(allocs) == 0 {
 				return fmt.Errorf("not placed yet")
 			}
 			j.Alloc = allocs[0].ID

@@ -77,8 +77,7 @@ func TestDayTwo(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "canaries 1/1 (promoted)") {
 		t.Fatalf("deploy 0.3.0: exit %d", code)
 	}
-	var hotVar struct{ Items map[string]string }
-	if err := cluster.NomadJSON("/v1/var/nomad/jobs/"+id+"/web/hello_erl", &hotVar); err == nil && len(hotVar.Items) > 0 {
+	if hotVar, _, err := cluster.NomadAPI.Variables().Read("nomad/jobs/"+id+"/web/hello_erl", nil); err == nil && len(hotVar.Items) > 0 {
 		t.Errorf("hot targets of the old base remain after a full deploy: %v", hotVar.Items)
 	}
 
