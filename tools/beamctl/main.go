@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"loadtest": {"send load through Consul-following balancers, optionally while a command (a deploy) runs", runLoadtest},
 	"logs":     {"print or follow the logs of a job's allocations, prefixed with node names", runLogs},
 	"publish":  {"upload a release tarball and its .sha256 to S3, GCS or a directory", runPublish},
+	"relup":    {"build a hot-upgrade package (appups and relup) from two release tarballs", runRelup},
 	"shell":    {"open a remote shell (IEx or the Erlang shell) on an allocation's node", runShell},
 	"status":   {"show every allocation of a job: versions, health, restarts, last deploy", runStatus},
 }
