@@ -192,9 +192,26 @@ func (n *Node) CheckInstall(ctx context.Context, version string) (string, error)
 	from, err := n.call(ctx, `case release_handler:check_install_release(`+quote(version)+`) of `+
 		`{ok, From, _} -> {ok, From}; {error, E} -> {error, E} end`)
 	if err != nil {
-		return "", fmt.Errorf("check_install_release: %w", err)
+		return "", fmt.Errorf("check_install_release: %w", oldProcesses(err))
 	}
 	return from, nil
+}
+
+// oldProcesses explains release_handler's {old_processes, Mod}: a
+// soft_purge PrePurge found processes that still run the old code of Mod,
+// which an earlier upgrade's soft PostPurge left loaded.
+func oldProcesses(err error) error {
+	var ce *CallError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	mod, ok := strings.CutPrefix(ce.Reason, "{old_processes,")
+	if !ok {
+		return err
+	}
+	mod = strings.TrimSuffix(mod, "}")
+	return &CallError{Reason: fmt.Sprintf("%s (processes still run the old code of %s, which an earlier upgrade's "+
+		"soft_purge kept; nothing changed: restart those processes, or ship with a full deploy)", ce.Reason, mod)}
 }
 
 // Install runs install_release with update_paths and returns the version
@@ -317,6 +334,24 @@ func (n *Node) RunningApps(ctx context.Context) ([]string, error) {
 		}
 	}
 	return apps, nil
+}
+
+// OldCode returns the modules whose old code is still loaded because some
+// process runs it: a soft_purge after an upgrade kept it, and the next
+// upgrade that changes such a module is refused until those processes
+// leave the old code.
+func (n *Node) OldCode(ctx context.Context) ([]string, error) {
+	out, err := n.call(ctx, `{ok, lists:sort([M || {M, _} <- code:all_loaded(), erlang:check_old_code(M)])}`)
+	if err != nil {
+		return nil, fmt.Errorf("old code: %w", err)
+	}
+	var mods []string
+	for _, m := range strings.Split(strings.Trim(out, "[]"), ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			mods = append(mods, m)
+		}
+	}
+	return mods, nil
 }
 
 // MakePermanent makes version the one the node boots.

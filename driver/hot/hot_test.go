@@ -136,3 +136,19 @@ func TestStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckInstallOldProcesses: a soft_purge refusal says what it means.
+func TestCheckInstallOldProcesses(t *testing.T) {
+	_, err := (&Node{Eval: &fakeNode{answers: []string{`"error {old_processes,'Elixir.Shop.Acceptor'}"`}}}).CheckInstall(context.Background(), "2")
+	if err == nil || !strings.Contains(err.Error(), "processes still run the old code of 'Elixir.Shop.Acceptor'") ||
+		!strings.Contains(err.Error(), "nothing changed") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestOldCode(t *testing.T) {
+	mods, err := (&Node{Eval: &fakeNode{answers: []string{`"ok [a,'Elixir.B']"`}}}).OldCode(context.Background())
+	if err != nil || strings.Join(mods, " ") != "a 'Elixir.B'" {
+		t.Errorf("got %q, %v", mods, err)
+	}
+}

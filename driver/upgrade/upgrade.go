@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
@@ -35,6 +36,7 @@ type Node interface {
 	Healthy(ctx context.Context, version string, apps []string) error
 	MakePermanent(ctx context.Context, version string) error
 	Remove(ctx context.Context, version string) error
+	OldCode(ctx context.Context) ([]string, error)
 }
 
 // Package is one version of the release, as the checks read it
@@ -253,8 +255,8 @@ func (u *Upgrade) Run(ctx context.Context, t hotspec.Target, current string, rel
 		return hotspec.Failed, err
 	}
 	u.Task.SetPermanent(t.Version)
-	u.emit(hotspec.Succeeded, "Hot upgrade %s → %s done in %d ms: same pid %d, %s is permanent",
-		u.from, t.Version, time.Since(u.start).Milliseconds(), u.Task.Pid(), t.Version)
+	u.emit(hotspec.Succeeded, "Hot upgrade %s → %s done in %d ms: same pid %d, %s is permanent%s",
+		u.from, t.Version, time.Since(u.start).Milliseconds(), u.Task.Pid(), t.Version, u.oldCode(ctx))
 	return hotspec.Succeeded, nil
 }
 
@@ -276,6 +278,20 @@ func (u *Upgrade) Finish(ctx context.Context, version string) error {
 	u.Task.SetPermanent(version)
 	u.emit(hotspec.Succeeded, "Hot upgrade to %s completed after an interruption: same pid %d, %s is permanent", version, u.Task.Pid(), version)
 	return nil
+}
+
+// oldCode says which modules' old code processes still run after an
+// upgrade, as a clause for its event, or nothing.
+func (u *Upgrade) oldCode(ctx context.Context) string {
+	mods, err := u.Node.OldCode(ctx)
+	if err != nil || len(mods) == 0 {
+		return ""
+	}
+	if len(mods) > 5 {
+		mods = append(mods[:5:5], fmt.Sprintf("%d more", len(mods)-5))
+	}
+	return fmt.Sprintf("; processes still run the old code of %s (soft_purge kept it), so the next upgrade that "+
+		"changes those modules is refused until they leave it", strings.Join(mods, ", "))
 }
 
 // short shortens an allocation ID key the way Nomad shows them.

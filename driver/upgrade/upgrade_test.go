@@ -21,6 +21,7 @@ type fakeNode struct {
 	// survived by restarting the applications.
 	restarted bool
 	current   string
+	oldCode   []string
 }
 
 func (n *fakeNode) call(name string, args ...any) error {
@@ -61,6 +62,9 @@ func (n *fakeNode) MakePermanent(_ context.Context, v string) error {
 	return n.call("MakePermanent", v)
 }
 func (n *fakeNode) Remove(_ context.Context, v string) error { return n.call("Remove", v) }
+func (n *fakeNode) OldCode(context.Context) ([]string, error) {
+	return n.oldCode, n.call("OldCode")
+}
 
 // fakePkg is a release version; fakeTask the task with its record.
 type fakePkg struct {
@@ -143,9 +147,12 @@ func TestUpgradeSucceeds(t *testing.T) {
 		t.Fatalf("outcome %s, %v", o, err)
 	}
 	want := []string{"Unpacked /t/local/release/releases/0.2.0/app.rel", "MergeRuntimeConfig 0.2.0", "CheckInstall 0.2.0",
-		"RunningApps", "Install 0.2.0", "Healthy 0.2.0 [app]", "MakePermanent 0.2.0"}
+		"RunningApps", "Install 0.2.0", "Healthy 0.2.0 [app]", "MakePermanent 0.2.0", "OldCode"}
 	if !slices.Equal(r.node.calls, want) {
 		t.Errorf("calls\n got %q\nwant %q", r.node.calls, want)
+	}
+	if _, msg := r.last(); strings.Contains(msg, "old code") {
+		t.Errorf("old code reported with none left: %q", msg)
 	}
 	if r.task.version != "0.2.0" || r.task.permanent != "0.2.0" || !r.task.joined || !r.task.merged || !r.task.dropped {
 		t.Errorf("task after success: %+v", r.task)
@@ -155,6 +162,20 @@ func TestUpgradeSucceeds(t *testing.T) {
 	}
 	if rep, msg := r.last(); rep.From != "0.1.0" || rep.Version != "0.2.0" || !strings.Contains(msg, "same pid 4242") {
 		t.Errorf("last report %+v %q", rep, msg)
+	}
+}
+
+// TestUpgradeReportsOldCode: a soft_purge that kept old code is reported
+// with the success, since it blocks the next upgrade of those modules.
+func TestUpgradeReportsOldCode(t *testing.T) {
+	r := newRun(nil)
+	r.node.oldCode = []string{"'Elixir.Shop.Acceptor'"}
+	o, err := r.upgrade(true).Run(context.Background(), target, "0.1.0", []hot.Release{{Version: "0.1.0", Status: "permanent"}})
+	if o != hotspec.Succeeded || err != nil {
+		t.Fatalf("outcome %s, %v", o, err)
+	}
+	if _, msg := r.last(); !strings.Contains(msg, "processes still run the old code of 'Elixir.Shop.Acceptor' (soft_purge kept it)") {
+		t.Errorf("success does not report the old code: %q", msg)
 	}
 }
 

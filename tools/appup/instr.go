@@ -28,17 +28,27 @@ const soft = eterm.Atom("soft_purge")
 // instructions returns the appup instructions that take a node running
 // application version from to version to: to's modules are the ones
 // loaded. Modules to adds come first, then changed modules after the
-// modules they call, then the deletions.
-func instructions(from, to *app) []eterm.Term {
+// modules they call, then the deletions. newer is the later of the two
+// versions, whose code decides in both directions: release_handler calls
+// code_change in the new code when upgrading, and in the code still
+// loaded, the new one, before loading the old when downgrading.
+func instructions(from, to, newer *app) []eterm.Term {
 	var load []string // added or changed, by name
 	for _, m := range sortedKeys(to.modules) {
 		if old, ok := from.modules[m]; !ok || old.MD5 != to.modules[m].MD5 {
 			load = append(load, m)
 		}
 	}
+	deciding := map[string]*Module{}
+	for _, m := range load {
+		deciding[m] = to.modules[m]
+		if nm, ok := newer.modules[m]; ok {
+			deciding[m] = nm
+		}
+	}
 	var out []eterm.Term
-	for _, m := range dependencyOrder(load, to.modules) {
-		mod := to.modules[m]
+	for _, m := range dependencyOrder(load, deciding) {
+		mod := deciding[m]
 		deps := eterm.List{}
 		for _, c := range mod.Calls {
 			if slices.Contains(load, c) {

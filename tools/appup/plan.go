@@ -12,6 +12,8 @@
 //     update, and any other changed module load_module;
 //   - the dependencies of each instruction are the changed modules its new
 //     code calls, and instructions come after those they depend on;
+//   - downgrades use the same kinds of instruction, since release_handler
+//     runs code_change in the newer code in both directions;
 //   - purges are soft_purge both before and after, never brutal_purge.
 //
 // It also says what a hot upgrade cannot do: changes that need an emulator
@@ -215,8 +217,8 @@ func (c *comparer) appup(appups map[string]*Appup, old *relup.Package, o, n relu
 	if err != nil {
 		return err
 	}
-	up.Up = append(up.Up, Step{Vsn: o.Version, Instrs: instructions(oa, na)})
-	up.Down = append(up.Down, Step{Vsn: o.Version, Instrs: instructions(na, oa)})
+	up.Up = append(up.Up, Step{Vsn: o.Version, Instrs: instructions(oa, na, na)})
+	up.Down = append(up.Down, Step{Vsn: o.Version, Instrs: instructions(na, oa, na)})
 	c.changed = append(c.changed, change{old, oa, na})
 	return nil
 }

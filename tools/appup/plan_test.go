@@ -50,12 +50,13 @@ func TestCompareInstructions(t *testing.T) {
 	if got := formatAll(a.Up[0].Instrs); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("up instructions:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	// Down loads version 1's code: cart's old code has no code_change, so
-	// it is only reloaded; gone comes back and what 2 added goes.
+	// Down loads version 1's code, but release_handler calls code_change in
+	// version 2's, before loading 1: the kinds and dependencies are 2's.
+	// gone comes back and what 2 added goes.
 	wantDown := []string{
-		"{load_module,cart,soft_purge,soft_purge,[]}",
 		"{add_module,gone}",
 		"{load_module,plain,soft_purge,soft_purge,[]}",
+		"{update,cart,{advanced,[]},soft_purge,soft_purge,[plain]}",
 		"{load_module,stray,soft_purge,soft_purge,[]}",
 		"{update,sup,static,default,{advanced,[]},soft_purge,soft_purge,[]}",
 		"{delete_module,audit}",
