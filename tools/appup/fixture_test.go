@@ -154,7 +154,7 @@ g() -> same.`
 
 func shopV1() fixture {
 	return fixture{vsn: "1.0.0", erts: "13.1.5", apps: baseApps(), shopVsn: "1.0.0",
-		src: map[string]string{"plain": plainV1, "cart": cartV1, "sup": supV1, "stray": strayV1, "gone": goneV1, "same": sameV1},
+		src:  map[string]string{"plain": plainV1, "cart": cartV1, "sup": supV1, "stray": strayV1, "gone": goneV1, "same": sameV1},
 		opts: []string{"+debug_info"}}
 }
 
