@@ -154,9 +154,11 @@ func TestHotUpgrade(t *testing.T) {
 		kind, task string
 		// state is the counter's state after the upgrade: a map now.
 		state string
+		// dropped and added are the modules 0.2.0 drops and adds.
+		dropped, added string
 	}{
-		{"relx", "hello_erl", "upgraded => true"},
-		{"mix", "hello_ex", "upgraded: true"},
+		{"relx", "hello_erl", "upgraded => true", "hello_erl_legacy", "hello_erl_shape"},
+		{"mix", "hello_ex", "upgraded: true", "HelloEx.Legacy", "HelloEx.Shape"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
@@ -176,6 +178,9 @@ func TestHotUpgrade(t *testing.T) {
 				t.Fatalf("before the upgrade: %q", body)
 			}
 			pid, _ := pidCount(t, body)
+			if loaded, _ := get(port, "/loaded"); !strings.Contains(loaded, tc.dropped+"\n") {
+				t.Fatalf("0.1.0 has not loaded %s: %q", tc.dropped, loaded)
+			}
 
 			// 1 and 2: the same OS process takes the new code and keeps
 			// its state, with no failed request under load.
@@ -210,6 +215,11 @@ func TestHotUpgrade(t *testing.T) {
 			}
 			if st, _ := get(port, "/state"); !strings.Contains(st, tc.state) {
 				t.Errorf("state after the upgrade: %q, want %q", st, tc.state)
+			}
+			// The package came from beamctl relup: the module 0.2.0 drops
+			// is deleted, the one it adds loaded.
+			if loaded, _ := get(port, "/loaded"); strings.Contains(loaded, tc.dropped+"\n") || !strings.Contains(loaded, tc.added+"\n") {
+				t.Errorf("loaded modules after the upgrade: %q; want %s and no %s", loaded, tc.added, tc.dropped)
 			}
 			// 3: runtime configuration (runtime.exs) survives.
 			if tc.kind == "mix" && !strings.HasPrefix(body, "hi-from-runtime-config from") {

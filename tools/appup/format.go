@@ -77,13 +77,11 @@ func ParseAppup(app, vsn string, data []byte, source string) (*Appup, error) {
 			if !ok || len(st) != 2 {
 				return nil, errors.New("each UpFrom and DownTo entry must be {Vsn, Instructions}")
 			}
-			sv, ok := eterm.AsString(st[0])
-			if !ok {
-				if bin, isBin := st[0].(eterm.Binary); isBin {
-					sv = "re:" + string(bin)
-				} else {
-					return nil, errors.New("an UpFrom or DownTo version is not a string")
-				}
+			var sv string
+			if bin, isBin := st[0].(eterm.Binary); isBin {
+				sv = "re:" + string(bin) // a regular expression
+			} else if sv, ok = eterm.AsString(st[0]); !ok {
+				return nil, errors.New("an UpFrom or DownTo version is not a string")
 			}
 			instrs, ok := eterm.AsList(st[1])
 			if !ok {

@@ -246,9 +246,9 @@ func (c *comparer) sameVersion(old *relup.Package, a relup.App) error {
 		}
 	}
 	if len(changed) > 0 {
-		c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(
+		c.warn(fmt.Sprintf(
 			"%s keeps version %s from %s, but its modules differ (%s): a hot upgrade loads only applications "+
-				"whose version changed, so bump %s's version", a.Name, a.Version, old.Version, list(changed), a.Name))
+				"whose version changed, so bump %s's version", a.Name, a.Version, old.Version, list(displayList(changed)), a.Name))
 	}
 	return nil
 }
@@ -278,6 +278,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func displayList(mods []string) []string {
+	out := make([]string, len(mods))
+	for i, m := range mods {
+		out[i] = display(m)
+	}
+	return out
 }
 
 // list joins names for a message, eliding beyond eight.

@@ -46,11 +46,11 @@ func (c *comparer) supervision() error {
 				c.children(om, nm, oldMods, newMods)
 			}
 			if om != nil && hasAny(nm.Behaviours, statefulBehaviours) && !named(owners, name) {
-				c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(
+				c.warn(fmt.Sprintf(
 					"%s (%s) is a stateful process that no supervisor or application in %s names: release_handler finds "+
 						"processes through their supervisors' child specs, so if %s runs outside a supervisor "+
 						"its state is not converted (under a DynamicSupervisor, its child spec's modules must name it)",
-					name, strings.Join(nm.Behaviours, ", "), c.plan.New.Version, name))
+					display(name), displayAll(nm.Behaviours), c.plan.New.Version, display(name)))
 			}
 		}
 	}
@@ -68,9 +68,9 @@ func (c *comparer) children(om, nm *Module, oldMods, newMods map[string]*Module)
 		if a == nm.Name || slices.Contains(before, a) || !isChild(newMods[a]) {
 			continue
 		}
-		c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(
+		c.warn(fmt.Sprintf(
 			"%s: child %s is new; a hot upgrade does not start it (start it from code_change, or ship with a full deploy)",
-			nm.Name, a))
+			display(nm.Name), display(a)))
 	}
 	if om == nil {
 		return
@@ -79,9 +79,9 @@ func (c *comparer) children(om, nm *Module, oldMods, newMods map[string]*Module)
 		if a == om.Name || slices.Contains(nm.Atoms, a) || !isChild(oldMods[a]) {
 			continue
 		}
-		c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(
+		c.warn(fmt.Sprintf(
 			"%s: child %s is gone from the new code; a hot upgrade leaves it running until the next restart",
-			nm.Name, a))
+			display(nm.Name), display(a)))
 	}
 }
 
@@ -149,7 +149,7 @@ func (c *comparer) configChanges() error {
 			return err
 		}
 		if len(changed) > 0 {
-			c.plan.Warnings = append(c.plan.Warnings, fmt.Sprintf(
+			c.warn(fmt.Sprintf(
 				"consolidated protocols changed from %s (%s): a hot upgrade keeps the consolidated protocols the node booted with, "+
 					"so new protocol implementations are not dispatched to; ship with a full deploy if the new code needs them",
 				old.Version, list(changed)))
@@ -198,3 +198,18 @@ func consolidated(old, nw *relup.Package) ([]string, error) {
 	}
 	return changed, nil
 }
+
+// display names a module as its source does: Elixir modules without the
+// "Elixir." prefix of their atom.
+func display(mod string) string { return strings.TrimPrefix(mod, "Elixir.") }
+
+func displayAll(mods []string) string {
+	out := make([]string, len(mods))
+	for i, m := range mods {
+		out[i] = display(m)
+	}
+	return strings.Join(out, ", ")
+}
+
+// warn adds a warning once, however many old releases lead to it.
+func (c *comparer) warn(w string) { c.plan.Warnings = appendNew(c.plan.Warnings, w) }

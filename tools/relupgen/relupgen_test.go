@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -128,5 +130,28 @@ func TestOTPMajor(t *testing.T) {
 func TestPrintable(t *testing.T) {
 	if got := printable("a\x1b[2Jb\nc\u009b"); got != "a?[2Jb\nc?" {
 		t.Errorf("printable: %q", got)
+	}
+}
+
+// TestHost picks the host's Erlang only for a release of the same OTP
+// (`make unit` installs Erlang from Debian).
+func TestHost(t *testing.T) {
+	ctx := context.Background()
+	ok, err := host(ctx, "erl", "13.1.5")
+	if err != nil {
+		t.Fatalf("the host's OTP 25 for ERTS 13.1.5: %v", err)
+	}
+	if !strings.Contains(ok.Desc, "OTP 25") {
+		t.Errorf("description %q", ok.Desc)
+	}
+	out, err := ok.eval(ctx, `io:format("~p", [1 + 1])`)
+	if err != nil || out != "2" {
+		t.Errorf("eval: %q, %v", out, err)
+	}
+	if _, err := host(ctx, "erl", "14.2"); err == nil || !strings.Contains(err.Error(), "needs OTP 26 (ERTS 14.2)") {
+		t.Errorf("the host's OTP 25 for ERTS 14.2: %v", err)
+	}
+	if _, err := host(ctx, "/nonexistent/erl", "13.1.5"); err == nil || !strings.Contains(err.Error(), "no Erlang found") {
+		t.Errorf("a missing erl: %v", err)
 	}
 }

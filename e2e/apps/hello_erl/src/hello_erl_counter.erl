@@ -3,6 +3,9 @@
 %%   0.1.0 keeps {count, N}.
 %%   0.2.0 and later keep #{count => N, upgraded => Bool}; they are
 %%   compiled with -DV2 (see ../build.sh).
+%% 0.1.0 has the module hello_erl_legacy (v1/), which 0.2.0 drops; 0.2.0
+%% adds hello_erl_shape (v2/). No appup is written by hand: beamctl relup
+%% derives them from the compiled modules.
 -module(hello_erl_counter).
 -behaviour(gen_server).
 -export([start_link/0, bump/0, state/0]).
@@ -20,14 +23,14 @@ state() -> gen_server:call(?MODULE, state).
 handle_cast(_Msg, S) -> {noreply, S}.
 
 -ifndef(V2).
-init([]) -> {ok, {count, 0}}.
+init([]) -> {ok, hello_erl_legacy:initial()}.
 
 handle_call(bump, _From, {count, N}) -> {reply, N + 1, {count, N + 1}};
 handle_call(state, _From, S) -> {reply, S, S}.
 
 code_change(_Vsn, S, _Extra) -> {ok, S}.
 -else.
-init([]) -> {ok, #{count => 0, upgraded => false}}.
+init([]) -> {ok, hello_erl_shape:new(0, false)}.
 
 handle_call(bump, _From, S = #{count := N}) -> {reply, N + 1, S#{count := N + 1}};
 handle_call(state, _From, S) -> {reply, S, S}.
@@ -38,7 +41,7 @@ code_change({down, _Vsn}, #{count := N}, _Extra) ->
 code_change(_Vsn, {count, N}, _Extra) ->
     case refused() of
         true -> error(upgrade_refused_for_this_allocation);
-        false -> {ok, #{count => N, upgraded => true}}
+        false -> {ok, hello_erl_shape:new(N, true)}
     end;
 code_change(_Vsn, S, _Extra) -> {ok, S}.
 

@@ -122,6 +122,13 @@ route(<<"/op/", Op/binary>>) ->
     {200, <<"ok\n">>};
 route(<<"/state">>) ->
     {200, io_lib:format("~p~n", [hello_erl_counter:state()])};
+%% What a hot upgrade changed: the running applications, and the loaded
+%% modules of this one.
+route(<<"/apps">>) ->
+    {200, [[atom_to_list(A), $\n] || {A, _, _} <- lists:sort(application:which_applications())]};
+route(<<"/loaded">>) ->
+    {200, [[atom_to_list(M), $\n] || {M, _} <- lists:sort(code:all_loaded()),
+                                      lists:prefix("hello_erl", atom_to_list(M))]};
 route(_) ->
     {ok, Vsn} = application:get_key(hello_erl, vsn),
     Count = hello_erl_counter:bump(),

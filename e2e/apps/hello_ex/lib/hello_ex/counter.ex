@@ -6,7 +6,11 @@ defmodule HelloEx.Counter do
     * 0.1.0 keeps `{:count, n}`.
     * 0.2.0 keeps `%{count: n, upgraded: boolean}`.
 
-  `rel/hello_ex.appup` upgrades it with `{:update, HelloEx.Counter, {:advanced, []}}`.
+  0.1.0 builds its state with `HelloEx.Legacy`, which 0.2.0 drops; 0.2.0
+  builds it with `HelloEx.Shape`, which it adds. No appup is written by
+  hand: `beamctl relup` derives `{:update, HelloEx.Counter, {:advanced, []}}`
+  (it exports `code_change/3`), and the added and deleted modules, from the
+  compiled code.
   """
   use GenServer
 
@@ -22,7 +26,7 @@ defmodule HelloEx.Counter do
 
   if Version.compare(@version, "0.2.0") == :lt do
     @impl true
-    def init(nil), do: {:ok, {:count, 0}}
+    def init(nil), do: {:ok, HelloEx.Legacy.initial()}
 
     @impl true
     def handle_call(:bump, _from, {:count, n}), do: {:reply, n + 1, {:count, n + 1}}
@@ -32,7 +36,7 @@ defmodule HelloEx.Counter do
     def code_change(_vsn, s, _extra), do: {:ok, s}
   else
     @impl true
-    def init(nil), do: {:ok, %{count: 0, upgraded: false}}
+    def init(nil), do: {:ok, HelloEx.Shape.new(0, false)}
 
     @impl true
     def handle_call(:bump, _from, %{count: n} = s), do: {:reply, n + 1, %{s | count: n + 1}}
@@ -44,7 +48,7 @@ defmodule HelloEx.Counter do
 
     def code_change(_vsn, {:count, n}, _extra) do
       if refused?(), do: raise("upgrade refused for this allocation")
-      {:ok, %{count: n, upgraded: true}}
+      {:ok, HelloEx.Shape.new(n, true)}
     end
 
     def code_change(_vsn, s, _extra), do: {:ok, s}

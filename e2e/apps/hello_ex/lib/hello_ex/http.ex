@@ -97,6 +97,24 @@ defmodule HelloEx.HTTP do
 
   defp route(%URI{path: "/state"}), do: inspect(HelloEx.Counter.state()) <> "\n"
 
+  # What a hot upgrade changed: the running applications, and the loaded
+  # modules of this one.
+  defp route(%URI{path: "/apps"}) do
+    for {app, _, _} <- Enum.sort(Application.started_applications()), do: "#{app}\n"
+  end
+
+  defp route(%URI{path: "/registered"}) do
+    for name <- Enum.sort(Process.registered()),
+        String.starts_with?(Atom.to_string(name), "Elixir.HelloEx"),
+        do: "#{inspect(name)}\n"
+  end
+
+  defp route(%URI{path: "/loaded"}) do
+    for {mod, _} <- Enum.sort(:code.all_loaded()),
+        String.starts_with?(Atom.to_string(mod), "Elixir.HelloEx"),
+        do: "#{inspect(mod)}\n"
+  end
+
   defp route(_) do
     greeting = Application.get_env(:hello_ex, :greeting, "(no greeting)")
 
