@@ -263,7 +263,7 @@ func (b *builder) runtime(ctx context.Context, nw *relup.Package) (*Runtime, err
 	}
 	var why string
 	if b.nw.rel.BundlesERTS {
-		rt := bundled(nw.Root, nw.Version, nw.ERTS, sasl)
+		rt := bundled(nw.Root, nw.Version, nw.ERTS, sasl, b.work)
 		if _, err := rt.eval(ctx, "ok"); err == nil {
 			return rt, nil
 		} else {
@@ -276,7 +276,7 @@ func (b *builder) runtime(ctx context.Context, nw *relup.Package) (*Runtime, err
 	if erl == "" {
 		erl = "erl"
 	}
-	rt, err := host(ctx, erl, nw.ERTS)
+	rt, err := host(ctx, erl, nw.ERTS, b.work)
 	if err != nil {
 		return nil, fmt.Errorf("%s, and %w", why, err)
 	}

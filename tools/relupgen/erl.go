@@ -23,19 +23,25 @@ type Runtime struct {
 	path string   // erlexec, or a host erl
 	env  []string // the environment erlexec needs
 	args []string // the boot arguments before the program's
+	// dir is the working directory, private to this run: start_clean
+	// boot files evaluate a .erlang file from the working directory and
+	// HOME, which must not be one another user can write to.
+	dir string
 }
 
 // erlTimeout bounds each run of Erlang.
 const erlTimeout = 2 * time.Minute
 
 // bundled returns the runtime of the release in root: its own ERTS,
-// booted with its own start_clean boot file.
-func bundled(root, relVsn, erts string, sasl string) *Runtime {
+// booted with its own start_clean boot file, with work (a private
+// directory) as its working directory and HOME.
+func bundled(root, relVsn, erts, sasl, work string) *Runtime {
 	bin := filepath.Join(root, "erts-"+erts, "bin")
 	return &Runtime{
 		Desc: fmt.Sprintf("ERTS %s bundled in the release", erts),
 		path: filepath.Join(bin, "erlexec"),
-		env:  []string{"ROOTDIR=" + root, "BINDIR=" + bin, "EMU=beam", "PROGNAME=erl", "HOME=" + os.TempDir()},
+		dir:  work,
+		env:  []string{"ROOTDIR=" + root, "BINDIR=" + bin, "EMU=beam", "PROGNAME=erl", "HOME=" + work},
 		args: []string{
 			"-boot", filepath.Join(root, "releases", relVsn, "start_clean"),
 			// mix boot files use $RELEASE_LIB; relx ones use $ROOT.
@@ -46,13 +52,14 @@ func bundled(root, relVsn, erts string, sasl string) *Runtime {
 }
 
 // host returns the Erlang named erl (a path, or a name looked up in PATH),
-// if its emulator belongs to the same OTP release as erts.
-func host(ctx context.Context, erl, erts string) (*Runtime, error) {
+// if its emulator belongs to the same OTP release as erts. It runs in
+// work, a private directory, with the user's environment.
+func host(ctx context.Context, erl, erts, work string) (*Runtime, error) {
 	path, err := exec.LookPath(erl)
 	if err != nil {
 		return nil, fmt.Errorf("no Erlang found as %q on this machine: %w", erl, err)
 	}
-	r := &Runtime{path: path, env: os.Environ()}
+	r := &Runtime{path: path, env: os.Environ(), dir: work}
 	out, err := r.eval(ctx, `io:format("~s ~s", [erlang:system_info(version), erlang:system_info(otp_release)])`)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -103,7 +110,7 @@ func (r *Runtime) eval(ctx context.Context, expr string, extra ...string) (strin
 		args = append(append(args, "-extra"), extra...)
 	}
 	cmd := exec.CommandContext(ctx, r.path, args...)
-	cmd.Env = r.env
+	cmd.Env, cmd.Dir = r.env, r.dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

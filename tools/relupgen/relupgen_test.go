@@ -137,7 +137,8 @@ func TestPrintable(t *testing.T) {
 // (`make unit` installs Erlang from Debian).
 func TestHost(t *testing.T) {
 	ctx := context.Background()
-	ok, err := host(ctx, "erl", "13.1.5")
+	work := t.TempDir()
+	ok, err := host(ctx, "erl", "13.1.5", work)
 	if err != nil {
 		t.Fatalf("the host's OTP 25 for ERTS 13.1.5: %v", err)
 	}
@@ -148,10 +149,15 @@ func TestHost(t *testing.T) {
 	if err != nil || out != "2" {
 		t.Errorf("eval: %q, %v", out, err)
 	}
-	if _, err := host(ctx, "erl", "14.2"); err == nil || !strings.Contains(err.Error(), "needs OTP 26 (ERTS 14.2)") {
+	// It runs in the private work directory, whose .erlang (none) is the
+	// only one a start_clean boot evaluates besides the user's own.
+	if cwd, err := ok.eval(ctx, `{ok, D} = file:get_cwd(), io:format("~s", [D])`); err != nil || cwd != work {
+		t.Errorf("runs in %q (%v), want %q", cwd, err, work)
+	}
+	if _, err := host(ctx, "erl", "14.2", t.TempDir()); err == nil || !strings.Contains(err.Error(), "needs OTP 26 (ERTS 14.2)") {
 		t.Errorf("the host's OTP 25 for ERTS 14.2: %v", err)
 	}
-	if _, err := host(ctx, "/nonexistent/erl", "13.1.5"); err == nil || !strings.Contains(err.Error(), "no Erlang found") {
+	if _, err := host(ctx, "/nonexistent/erl", "13.1.5", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no Erlang found") {
 		t.Errorf("a missing erl: %v", err)
 	}
 }
