@@ -209,11 +209,15 @@ func relay(path string, argv, env []string) error {
 	go func() { _, _ = io.Copy(os.Stderr, errR); copied <- struct{}{} }()
 	_ = cmd.Wait()
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	// Relay what is left in the pipes, but no longer than the grace: a
+	// daemon the program left (setsid) may hold them open for good.
 	grace := time.After(200 * time.Millisecond)
+wait:
 	for range 2 {
 		select {
 		case <-copied:
 		case <-grace:
+			break wait
 		}
 	}
 	code := cmd.ProcessState.ExitCode()

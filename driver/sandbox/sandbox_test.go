@@ -166,7 +166,7 @@ func TestRelayEndsWithTheProgram(t *testing.T) {
 	}
 	s := Spec{UID: 65534, GID: 65534, Landlock: true, ReadOnly: SystemReadOnly,
 		ReadWrite: append([]string{task}, Devices...), Dir: "/", Relay: true,
-		Argv: []string{"sh", "-c", "setsid sleep 30 & echo answer; exit 3"}}
+		Argv: []string{"sh", "-c", "setsid sleep 30 & sleep 0.3; echo answer; exit 3"}}
 	start := time.Now()
 	out, err := run(t, s)
 	var ee *exec.ExitError
