@@ -23,6 +23,10 @@ variable "hot" {
   type    = bool
   default = false
 }
+variable "services" {
+  type    = bool
+  default = true
+}
 variable "beam_check" {
   type    = bool
   default = true
@@ -91,38 +95,46 @@ job "app" {
       mode     = "fail"
     }
 
-    service {
-      name     = var.job
-      port     = "http"
-      provider = "consul"
+    # Without services the job is a worker: nothing registers in Consul,
+    # and tools gate on the driver's BEAM-level health instead.
+    dynamic "service" {
+      for_each = var.services ? [var.job] : []
+      content {
+        name     = service.value
+        port     = "http"
+        provider = "consul"
 
-      check {
-        type     = "http"
-        path     = "/health"
-        interval = "1s"
-        timeout  = "1s"
+        check {
+          type     = "http"
+          path     = "/health"
+          interval = "1s"
+          timeout  = "1s"
+        }
       }
     }
 
     # The distribution port, registered so that the nodes of this job can
     # find each other through Consul (config.cluster_service).
-    service {
-      name     = "${var.job}-dist"
-      port     = "dist"
-      provider = "consul"
+    dynamic "service" {
+      for_each = var.services ? ["${var.job}-dist"] : []
+      content {
+        name     = service.value
+        port     = "dist"
+        provider = "consul"
 
-      # The driver answers beam-health itself: the node has booted and
-      # every application of its release runs. The benchmarks turn it off,
-      # as the raw_exec job they compare with has no such check.
-      dynamic "check" {
-        for_each = var.beam_check ? ["beam"] : []
-        content {
-          name     = "beam"
-          type     = "script"
-          task     = "node"
-          command  = "beam-health"
-          interval = "1s"
-          timeout  = "5s"
+        # The driver answers beam-health itself: the node has booted and
+        # every application of its release runs. The benchmarks turn it
+        # off, as the raw_exec job they compare with has no such check.
+        dynamic "check" {
+          for_each = var.beam_check ? ["beam"] : []
+          content {
+            name     = "beam"
+            type     = "script"
+            task     = "node"
+            command  = "beam-health"
+            interval = "1s"
+            timeout  = "5s"
+          }
         }
       }
     }

@@ -123,6 +123,7 @@ func runDeploy(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	if !asJSON {
 		fmt.Fprintf(stdout, "==> Deploying job %s from %s\n", *job.ID, fs.Arg(0))
+		fmt.Fprintf(stdout, "    health gate: %s\n", rollout.DeployGate(job))
 	}
 	err = rollout.Deploy(ctx, c, job, cfg.Namespace, func(p rollout.DeployProgress) {
 		if asJSON {

@@ -24,8 +24,10 @@ const upgradeHelp = `Usage: beamctl upgrade [options]
 
   Hot-upgrades the allocations of a job's beam task in place, one at a
   time: same allocations, same OS processes, new code. Each allocation
-  must report success from the driver and pass its Consul checks before
-  the next one starts. If one fails, the allocations already upgraded are
+  must report success from the driver and pass its health gate before the
+  next one starts: its Consul checks, or, when its group registers none
+  (a worker), the driver's BEAM-level health (the task runs, the node has
+  started and every application of its release runs). If one fails, the allocations already upgraded are
   hot-downgraded again, and beamctl exits 1.
 
   The release must be a hot-upgrade package: releases/VSN/relup with a
@@ -90,6 +92,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	if !f.json {
 		fmt.Fprintf(stdout, "==> Hot upgrade of %s/%s/%s to %s (variable %s)\n", f.job, c.Group, c.Task, f.version, c.Path())
+		fmt.Fprintf(stdout, "    health gate: %s\n", c.Gate())
 	}
 	err = rollout.Run(ctx, c, plan, func(e rollout.Event) {
 		if f.json {
@@ -182,7 +185,13 @@ func clusterFor(ctx context.Context, address, namespace, jobID, group, task stri
 	if err != nil {
 		return nil, fmt.Errorf("consul client: %w", err)
 	}
-	return &rollout.Nomad{Nomad: nc, Consul: cc, Job: jobID, Group: g, Task: t, Namespace: cfg.Namespace}, nil
+	checks := false
+	for _, tg := range job.TaskGroups {
+		if *tg.Name == g {
+			checks = rollout.HasChecks(tg)
+		}
+	}
+	return &rollout.Nomad{Nomad: nc, Consul: cc, Job: jobID, Group: g, Task: t, Namespace: cfg.Namespace, Checks: checks}, nil
 }
 
 func nsOr(ns string) string {

@@ -2,7 +2,9 @@ package rollout
 
 import (
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
 )
@@ -57,5 +59,26 @@ func TestReleaseCommand(t *testing.T) {
 		if _, err := (ReleaseInfo{Name: "x", Kind: k}).Command(""); err == nil {
 			t.Errorf("kind %q: no error", k)
 		}
+	}
+}
+
+func TestGates(t *testing.T) {
+	str := func(s string) *string { return &s }
+	dur := func(d time.Duration) *time.Duration { return &d }
+	web := &nomad.TaskGroup{Name: str("web"), Services: []*nomad.Service{{Name: "web", Checks: []nomad.ServiceCheck{{Type: "http"}}}}}
+	worker := &nomad.TaskGroup{Name: str("worker"), Services: []*nomad.Service{{Name: "dist"}},
+		Tasks:  []*nomad.Task{{Services: []*nomad.Service{{Provider: "nomad", Checks: []nomad.ServiceCheck{{Type: "http"}}}}}},
+		Update: &nomad.UpdateStrategy{MinHealthyTime: dur(5 * time.Second)}}
+	if !HasChecks(web) || HasChecks(worker) {
+		t.Errorf("HasChecks: web %v, worker %v (a nomad-provider check is not a Consul check)", HasChecks(web), HasChecks(worker))
+	}
+	g := DeployGate(&nomad.Job{TaskGroups: []*nomad.TaskGroup{web, worker}})
+	for _, want := range []string{"web: its Consul checks pass and its tasks run for 10s", "worker: its tasks run for 5s (no Consul checks"} {
+		if !strings.Contains(g, want) {
+			t.Errorf("gate %q lacks %q", g, want)
+		}
+	}
+	if n := (&Nomad{}); !strings.HasPrefix(n.Gate(), "BEAM health") {
+		t.Errorf("gate without checks: %q", n.Gate())
 	}
 }

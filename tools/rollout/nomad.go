@@ -26,6 +26,9 @@ type Nomad struct {
 	Job, Group, Task string
 	// Namespace is the job's Nomad namespace.
 	Namespace string
+	// Checks says whether the task group registers Consul checks: if
+	// not, health is the driver's BEAM-level health (see Gate).
+	Checks bool
 }
 
 // Path is the hot-upgrade Variable the driver follows by default.
@@ -179,35 +182,6 @@ func (n *Nomad) WaitOutcome(ctx context.Context, alloc, version string, since ti
 			if ts.State == "dead" {
 				return Outcome{}, fmt.Errorf("task %s of allocation %s is dead", n.Task, alloc)
 			}
-		}
-	}
-}
-
-// WaitHealthy waits until every Consul check of the allocation passes.
-func (n *Nomad) WaitHealthy(ctx context.Context, alloc string) error {
-	q := (&consul.QueryOptions{Filter: fmt.Sprintf("ServiceID contains %q", alloc)}).WithContext(ctx)
-	last := "no checks registered"
-	for {
-		checks, _, err := n.Consul.Health().State(consul.HealthAny, q)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			last = err.Error()
-		case err == nil && len(checks) > 0:
-			bad := ""
-			for _, c := range checks {
-				if c.Status != consul.HealthPassing {
-					bad = fmt.Sprintf("check %q is %s", c.Name, c.Status)
-				}
-			}
-			if bad == "" {
-				return nil
-			}
-			last = bad
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("consul: %s", last)
-		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

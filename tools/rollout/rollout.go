@@ -1,6 +1,7 @@
 // Package rollout is the hot canary: it hot-upgrades a job's allocations
-// one at a time, waits for each to report success and pass its Consul
-// checks, and on any failure hot-downgrades the allocations it already
+// one at a time, waits for each to report success and pass its health
+// gate (its Consul checks, or the driver's BEAM-level health when it has
+// none), and on any failure hot-downgrades the allocations it already
 // upgraded.
 //
 // It talks to the beam driver only through Nomad: it writes targets into
@@ -56,8 +57,9 @@ type Cluster interface {
 	// WaitOutcome waits for the driver's outcome of the upgrade of alloc
 	// to version, reported after since.
 	WaitOutcome(ctx context.Context, alloc, version string, since time.Time) (Outcome, error)
-	// WaitHealthy waits until every Consul check of the allocation passes.
-	WaitHealthy(ctx context.Context, alloc string) error
+	// WaitHealthy waits until the allocation passes its health gate, and
+	// says what passed.
+	WaitHealthy(ctx context.Context, alloc string) (string, error)
 }
 
 // AllKey is the Variable key that applies to allocations without their own.
@@ -193,10 +195,11 @@ func upgradeOne(ctx context.Context, c Cluster, a Alloc, p Plan, emit func(Alloc
 		return false, fmt.Errorf("%s: %s", o.Result, o.Message)
 	}
 	emit(a, "upgraded", o.Message, o.Took)
-	if err := c.WaitHealthy(ctx, a.ID); err != nil {
+	passed, err := c.WaitHealthy(ctx, a.ID)
+	if err != nil {
 		return true, fmt.Errorf("unhealthy after the upgrade: %w", err)
 	}
-	emit(a, "healthy", "Consul checks pass", time.Since(start))
+	emit(a, "healthy", passed, time.Since(start))
 	return true, nil
 }
 

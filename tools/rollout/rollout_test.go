@@ -55,11 +55,11 @@ func (f *fake) WaitOutcome(_ context.Context, alloc, version string, _ time.Time
 	return Outcome{Result: "succeeded", Took: 200 * time.Millisecond}, nil
 }
 
-func (f *fake) WaitHealthy(_ context.Context, alloc string) error {
+func (f *fake) WaitHealthy(_ context.Context, alloc string) (string, error) {
 	if f.unwell[alloc] {
-		return errors.New("check http is critical")
+		return "", errors.New("check http is critical")
 	}
-	return nil
+	return "Consul checks pass", nil
 }
 
 func TestRun(t *testing.T) {
