@@ -2,8 +2,11 @@ package driver
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/upgrade"
 	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
@@ -63,6 +66,42 @@ func (t *hotTask) Adopt(version string) {
 }
 
 func (t *hotTask) Pid() int { return t.h.pidNow() }
+
+// PreCommand runs a hot target's pre-command in the task, as `nomad alloc
+// exec` would run it (the task's user, environment, isolation, cgroup and
+// network namespace), with the code of version: mix's script picks it by
+// RELEASE_VSN; for relx, launch.PreCommand boots version's own files. The
+// node keeps running beside it.
+func (t *hotTask) PreCommand(ctx context.Context, version string, argv []string) (int, string, error) {
+	st := t.st
+	rel := &release.Release{Root: st.ReleaseRoot, Name: st.ReleaseName, Version: version,
+		Kind: release.Kind(st.ReleaseKind), ERTS: st.ERTS}
+	// The task's copy: a link there only changes what the task itself runs.
+	if fi, err := os.Lstat(filepath.Join(st.ReleaseRoot, "erts-"+st.ERTS)); err == nil && fi.IsDir() {
+		rel.BundlesERTS = true
+	}
+	path, args, err := launch.PreCommand(rel, argv)
+	if err != nil {
+		return 0, "", err
+	}
+	box, err := t.d.execSpec(t.h, append([]string{path}, args...))
+	if err != nil {
+		return 0, "", err
+	}
+	if rel.Kind == release.Mix {
+		box.Env = append(box.Env, "RELEASE_VSN="+version)
+	}
+	// It ends with its program, whatever that left running.
+	box.Relay = true
+	out, errb, code, err := runInside(ctx, t.h.exec, box, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	tail := &tailWriter{max: 4096}
+	_, _ = tail.Write(out)
+	_, _ = tail.Write(errb)
+	return code, tail.lastLines(6), nil
+}
 
 // stagedPkg is a fetched package that may join the task's release.
 type stagedPkg struct {

@@ -29,7 +29,17 @@ type Target struct {
 	// Rollout names the rollout that wrote the value. The driver does not
 	// retry a value that failed, so a retry must be a new value.
 	Rollout string `json:"rollout,omitempty"`
+	// PreCommands run in the task, with the new version's code, after the
+	// package is on the node and before release_handler installs it: the
+	// release's migrations. Each is an argv, such as
+	// ["eval", "MyApp.Release.migrate()"], as in the task's pre_commands.
+	// Tools set them on the canary's key only, so that they run once per
+	// rollout.
+	PreCommands [][]string `json:"pre_commands,omitempty"`
 }
+
+// maxPreCommands bounds a target's pre-commands.
+const maxPreCommands = 16
 
 // AllKey is the Variable key whose target applies to every allocation
 // that has no key of its own, so that allocations placed later follow a
@@ -70,6 +80,17 @@ func Parse(raw string) (Target, error) {
 	}
 	if t.SHA256 != "" && !sha256Pattern.MatchString(t.SHA256) {
 		return t, fmt.Errorf(`"sha256" %q must be 64 hex characters, as printed by sha256sum`, t.SHA256)
+	}
+	if len(t.PreCommands) > maxPreCommands {
+		return t, fmt.Errorf(`"pre_commands" holds %d commands; at most %d`, len(t.PreCommands), maxPreCommands)
+	}
+	for i, argv := range t.PreCommands {
+		switch {
+		case len(argv) == 0 || argv[0] == "":
+			return t, fmt.Errorf(`"pre_commands"[%d] is empty; write each as an argv list, such as ["eval", "MyApp.Release.migrate()"]`, i)
+		case argv[0] == "eval" && len(argv) != 2:
+			return t, fmt.Errorf(`"pre_commands"[%d]: eval takes exactly one expression, such as ["eval", "MyApp.Release.migrate()"]`, i)
+		}
 	}
 	return t, nil
 }

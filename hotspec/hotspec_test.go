@@ -1,6 +1,7 @@
 package hotspec
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,7 @@ import (
 func TestParse(t *testing.T) {
 	good := Target{Version: "1.2.3", Source: "s3://b/k.tar.gz", SHA256: strings.Repeat("a", 64), Rollout: "r1"}
 	got, err := Parse(good.Encode())
-	if err != nil || got != good {
+	if err != nil || !reflect.DeepEqual(got, good) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
 	for raw, want := range map[string]string{
@@ -54,5 +55,23 @@ func TestReport(t *testing.T) {
 	}
 	if !Succeeded.OK() || !Current.OK() || Failed.OK() || Started.Final() || !Refused.Final() {
 		t.Error("outcome predicates")
+	}
+}
+
+func TestParsePreCommands(t *testing.T) {
+	tg, err := Parse(`{"version":"2","source":"s3://b/a.tar.gz","pre_commands":[["eval","App.migrate()"],["bin/seed","--all"]]}`)
+	if err != nil || len(tg.PreCommands) != 2 || tg.PreCommands[1][1] != "--all" {
+		t.Fatalf("%+v, %v", tg, err)
+	}
+	for _, bad := range []string{
+		`{"version":"2","pre_commands":[[]]}`,
+		`{"version":"2","pre_commands":[[""]]}`,
+		`{"version":"2","pre_commands":[["eval"]]}`,
+		`{"version":"2","pre_commands":[["eval","a","b"]]}`,
+		`{"version":"2","pre_commands":"eval x"}`,
+	} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("%s parsed", bad)
+		}
 	}
 }

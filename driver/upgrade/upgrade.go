@@ -81,6 +81,10 @@ type Task interface {
 	Adopt(version string)
 	// Pid is the node's OS pid, which the events show unchanged.
 	Pid() int
+	// PreCommand runs one of a target's pre-commands in the task with the
+	// code of version, whose files are in the node's release root, and
+	// returns its exit code and the last lines of its output.
+	PreCommand(ctx context.Context, version string, argv []string) (code int, tail string, err error)
 }
 
 // Release describes the task's release.
@@ -171,6 +175,9 @@ func (u *Upgrade) Run(ctx context.Context, t hotspec.Target, current string, rel
 			return refuse(fmt.Errorf("cannot record the release: %w", err))
 		}
 		undo = append(undo, pkg.Leave)
+		if err := u.preCommands(ctx, t); err != nil {
+			return refuse(err)
+		}
 		if _, err := u.Node.Unpacked(ctx, pkg.RelFileIn(u.Release.Root)); err != nil {
 			return refuse(err)
 		}
@@ -278,6 +285,34 @@ func (u *Upgrade) Finish(ctx context.Context, version string) error {
 	u.Task.SetPermanent(version)
 	u.emit(hotspec.Succeeded, "Hot upgrade to %s completed after an interruption: same pid %d, %s is permanent", version, u.Task.Pid(), version)
 	return nil
+}
+
+// preCommands runs the target's pre-commands, in order, with the new
+// version's code; the first that fails stops the upgrade before
+// release_handler is asked.
+func (u *Upgrade) preCommands(ctx context.Context, t hotspec.Target) error {
+	for i, argv := range t.PreCommands {
+		desc := fmt.Sprintf("pre-command %d/%d (%s)", i+1, len(t.PreCommands), clip(strings.Join(argv, " "), 80))
+		u.emit(hotspec.Started, "Hot upgrade %s → %s: running %s with %s's code", u.from, t.Version, desc, t.Version)
+		start := time.Now()
+		code, tail, err := u.Task.PreCommand(ctx, t.Version, argv)
+		if err != nil {
+			return fmt.Errorf("%s could not run: %w", desc, err)
+		}
+		if code != 0 {
+			return fmt.Errorf("%s failed with exit code %d after %s; nothing was installed. Last output:\n%s",
+				desc, code, time.Since(start).Round(10*time.Millisecond), tail)
+		}
+	}
+	return nil
+}
+
+// clip shortens s to n bytes for a message.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // oldCode says which modules' old code processes still run after an

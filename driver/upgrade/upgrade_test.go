@@ -94,6 +94,10 @@ type fakeTask struct {
 	version, permanent       string
 	adopted                  string
 	inspectErr, downgradeErr error
+	// ran lists the pre-commands run, with the version; preCode is their
+	// exit code.
+	ran     []string
+	preCode int
 }
 
 func (t *fakeTask) Stage(context.Context, hotspec.Target) (Staged, error) {
@@ -112,6 +116,13 @@ func (t *fakeTask) SetVersion(v string)   { t.version = v }
 func (t *fakeTask) SetPermanent(v string) { t.permanent = v }
 func (t *fakeTask) Pid() int              { return 4242 }
 func (t *fakeTask) Adopt(v string)        { t.adopted = v }
+func (t *fakeTask) PreCommand(_ context.Context, v string, argv []string) (int, string, error) {
+	t.ran = append(t.ran, v+": "+strings.Join(argv, " "))
+	if !t.merged {
+		return 0, "", errors.New("the new version's files are not on the node")
+	}
+	return t.preCode, "** (RuntimeError) migration 42 failed", t.fail["PreCommand"]
+}
 
 type run struct {
 	node    *fakeNode
@@ -162,6 +173,44 @@ func TestUpgradeSucceeds(t *testing.T) {
 	}
 	if rep, msg := r.last(); rep.From != "0.1.0" || rep.Version != "0.2.0" || !strings.Contains(msg, "same pid 4242") {
 		t.Errorf("last report %+v %q", rep, msg)
+	}
+}
+
+// TestPreCommands: a target's pre-commands run with the new code before
+// release_handler is asked; a failing one refuses the upgrade, says which
+// command, its exit code and its last output, and takes the files back.
+func TestPreCommands(t *testing.T) {
+	withPre := target
+	withPre.PreCommands = [][]string{{"eval", "App.migrate()"}, {"bin/seed"}}
+	r := newRun(nil)
+	o, err := r.upgrade(true).Run(context.Background(), withPre, "0.1.0", []hot.Release{{Version: "0.1.0", Status: "permanent"}})
+	if o != hotspec.Succeeded || err != nil {
+		t.Fatalf("outcome %s, %v", o, err)
+	}
+	if strings.Join(r.task.ran, "; ") != "0.2.0: eval App.migrate(); 0.2.0: bin/seed" {
+		t.Errorf("ran %q", r.task.ran)
+	}
+	if !slices.ContainsFunc(r.msgs, func(m string) bool { return strings.Contains(m, "running pre-command 2/2 (bin/seed) with 0.2.0's code") }) {
+		t.Errorf("no event for the second pre-command: %q", r.msgs)
+	}
+
+	r = newRun(nil)
+	r.task.preCode = 3
+	o, err = r.upgrade(true).Run(context.Background(), withPre, "0.1.0", []hot.Release{{Version: "0.1.0", Status: "permanent"}})
+	if o != hotspec.Refused || err == nil {
+		t.Fatalf("outcome %s, %v", o, err)
+	}
+	_, msg := r.last()
+	for _, want := range []string{"pre-command 1/2 (eval App.migrate()) failed with exit code 3", "migration 42 failed", "node untouched"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refusal %q lacks %q", msg, want)
+		}
+	}
+	if len(r.task.ran) != 1 || slices.ContainsFunc(r.node.calls, func(c string) bool { return strings.HasPrefix(c, "CheckInstall") || strings.HasPrefix(c, "Unpacked") }) {
+		t.Errorf("went on after the failed pre-command: ran %q, node calls %q", r.task.ran, r.node.calls)
+	}
+	if r.task.merged || r.task.joined {
+		t.Errorf("the files stayed after the failed pre-command: %+v", r.task)
 	}
 }
 

@@ -36,6 +36,12 @@ const upgradeHelp = `Usage: beamctl upgrade [options]
   Without -source, the version must already be on the nodes: that is a
   hot rollback, for example to the job's base version.
 
+  -pre-command runs a command (a migration) once per rollout: in the first
+  allocation, inside its task, with the new release's code, after the
+  package is on the node and before it installs. If it fails, nothing is
+  upgraded, and the output says which command, its exit code and its last
+  lines of output.
+
 Example:
 
   beamctl upgrade -job hello -version 0.2.0 \
@@ -48,6 +54,7 @@ Options:
 type upgradeFlags struct {
 	jobFlags
 	version, source, sha256 string
+	preCommands             listFlag
 	timeout                 time.Duration
 	json                    bool
 }
@@ -60,6 +67,8 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.source, "source", "", "where the release tarball is: s3://, gs://, https://, file://; "+
 		"without it, the version must be on the nodes already (a hot rollback)")
 	fs.StringVar(&f.sha256, "sha256", "", "the tarball's sha256 (default: the driver reads SOURCE.sha256)")
+	fs.Var(&f.preCommands, "pre-command", `a command to run once, in the first allocation, with the new code before it installs `+
+		`(repeatable): "eval EXPR", or a program and its arguments, split like a shell would`)
 	fs.DurationVar(&f.timeout, "step-timeout", 2*time.Minute, "how long one allocation may take to upgrade and pass its checks")
 	fs.BoolVar(&f.json, "json", false, "print progress as JSON lines")
 	if code, ok := parse(fs, args); !ok {
@@ -76,6 +85,12 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	pre, err := preCommands(f.preCommands)
+	if err != nil {
+		fmt.Fprintf(stderr, "beamctl upgrade: %v\n", err)
+		return exitUsage
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	c, err := f.cluster(ctx)
@@ -83,10 +98,9 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		fail(stderr, "upgrade", err)
 		return exitCluster
 	}
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
 	plan := rollout.Plan{
-		Target:      rollout.Target{Version: f.version, Source: f.source, SHA256: f.sha256, Rollout: hex.EncodeToString(id)},
+		Target: rollout.Target{Version: f.version, Source: f.source, SHA256: f.sha256, Rollout: rolloutID(),
+			PreCommands: pre},
 		StepTimeout: f.timeout,
 	}
 	start := time.Now()
@@ -118,6 +132,26 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "==> Done in %s\n", time.Since(start).Round(time.Millisecond))
 	}
 	return exitOK
+}
+
+// rolloutID names a rollout in the targets it writes.
+func rolloutID() string {
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	return hex.EncodeToString(id)
+}
+
+// preCommands parses -pre-command flags.
+func preCommands(flags []string) ([][]string, error) {
+	var out [][]string
+	for _, s := range flags {
+		argv, err := rollout.Command(s)
+		if err != nil {
+			return nil, fmt.Errorf("-pre-command %q: %w", s, err)
+		}
+		out = append(out, argv)
+	}
+	return out, nil
 }
 
 func short(a rollout.Alloc) string {

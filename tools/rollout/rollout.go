@@ -76,6 +76,10 @@ type Event struct {
 
 // Plan is one hot canary.
 type Plan struct {
+	// Target is what every allocation should run. Its PreCommands run
+	// once: in the first allocation upgraded, before it installs. The
+	// others, and the AllKey that later allocations follow, get the
+	// target without them.
 	Target Target
 	// StepTimeout bounds each allocation's upgrade and health wait.
 	StepTimeout time.Duration
@@ -131,8 +135,14 @@ func Run(ctx context.Context, c Cluster, p Plan, progress func(Event)) error {
 			emit(a, "upgraded", "already runs "+a.Version, 0)
 			continue
 		}
+		t := p.Target
+		if len(done) > 0 {
+			t.PreCommands = nil
+		} else if n := len(t.PreCommands); n > 0 {
+			emit(a, "upgrading", fmt.Sprintf("the canary runs the %d pre-command(s) first", n), 0)
+		}
 		emit(a, "upgrading", fmt.Sprintf("%s → %s", a.Version, p.Target.Version), 0)
-		upgraded, err := upgradeOne(ctx, c, a, p, emit)
+		upgraded, err := upgradeOne(ctx, c, a, t, p.StepTimeout, emit)
 		if err == nil {
 			done = append(done, a)
 			continue
@@ -162,7 +172,9 @@ func Run(ctx context.Context, c Cluster, p Plan, progress func(Event)) error {
 
 	// Every allocation runs the target: make it the job's, so that
 	// allocations placed later follow, and drop the per-allocation keys.
-	set := map[string]*Target{AllKey: &p.Target}
+	all := p.Target
+	all.PreCommands = nil
+	set := map[string]*Target{AllKey: &all}
 	for _, a := range allocs {
 		set[a.ID] = nil
 	}
@@ -175,15 +187,14 @@ func Run(ctx context.Context, c Cluster, p Plan, progress func(Event)) error {
 
 // upgradeOne upgrades one allocation and waits for its checks. It reports
 // whether the allocation runs the new version, even when it then failed.
-func upgradeOne(ctx context.Context, c Cluster, a Alloc, p Plan, emit func(Alloc, string, string, time.Duration)) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.StepTimeout)
+func upgradeOne(ctx context.Context, c Cluster, a Alloc, t Target, timeout time.Duration, emit func(Alloc, string, string, time.Duration)) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	since, err := c.Mark(ctx, a.ID)
 	if err != nil {
 		return false, err
 	}
-	t := p.Target
 	if err := c.SetTargets(ctx, map[string]*Target{a.ID: &t}); err != nil {
 		return false, err
 	}

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ type fake struct {
 	vars    map[string]*Target
 	running map[string]string // alloc ID -> version
 	log     []string
+	written []string // key: pre-commands, for each target written
 }
 
 func newFake(n int) *fake {
@@ -38,6 +40,7 @@ func (f *fake) SetTargets(_ context.Context, set map[string]*Target) error {
 			continue
 		}
 		f.vars[k] = t
+		f.written = append(f.written, fmt.Sprintf("%s:%d", k, len(t.PreCommands)))
 		if k != AllKey && !f.fail[k] {
 			f.running[k] = t.Version
 		}
@@ -114,6 +117,26 @@ func TestRun(t *testing.T) {
 				t.Errorf("the failed allocation's key stays: %v", f.vars)
 			}
 		})
+	}
+}
+
+// TestPreCommandsOnce: a target's pre-commands go to the canary's key
+// only; the other allocations and the all key get the target without
+// them, and so does a revert.
+func TestPreCommandsOnce(t *testing.T) {
+	f := newFake(3)
+	target := Target{Version: "2.0.0", Source: "s3://b/k", PreCommands: [][]string{{"eval", "App.migrate()"}}}
+	if err := Run(context.Background(), f, Plan{Target: target}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.written, " "); !strings.HasPrefix(got, "a:1 b:0 c:0 ") || !strings.Contains(got, "all:0") {
+		t.Errorf("targets written %q: want the pre-commands on a's key only", got)
+	}
+	f = newFake(2)
+	f.fail["b"] = true
+	_ = Run(context.Background(), f, Plan{Target: target}, nil)
+	if got := strings.Join(f.written, " "); got != "a:1 b:0 a:0" {
+		t.Errorf("targets written %q, want a:1 b:0 a:0 (the revert has none)", got)
 	}
 }
 
