@@ -27,6 +27,8 @@ type Module struct {
 	Calls []string
 	// Behaviours are the module's -behaviour attributes.
 	Behaviours []string
+	// LoadsNIF says that the module calls erlang:load_nif/2.
+	LoadsNIF bool
 	// Atoms are the atoms the module's code and literals use, its own name
 	// included: a supervisor's child specs, which are literals, name the
 	// child modules.
@@ -98,6 +100,9 @@ func ReadBeam(data []byte) (*Module, error) {
 		if mod != m.Name && mod != "erlang" {
 			calls[mod] = true
 		}
+		if f, _ := atom(e[1]); mod == "erlang" && f == "load_nif" && e[2] == 2 {
+			m.LoadsNIF = true
+		}
 	}
 	for c := range calls {
 		m.Calls = append(m.Calls, c)
@@ -111,6 +116,10 @@ func ReadBeam(data []byte) (*Module, error) {
 	}
 	h := md5.New()
 	for _, id := range md5Chunks {
+		if id == "FunT" {
+			h.Write(funTable(chunks[id]))
+			continue
+		}
 		h.Write(chunks[id])
 	}
 	copy(m.MD5[:], h.Sum(nil))
@@ -126,6 +135,9 @@ func readChunks(data []byte) (map[string][]byte, error) {
 	size := binary.BigEndian.Uint32(data[4:8])
 	if int64(size) > int64(len(data)-8) {
 		return nil, errors.New("beam file is truncated")
+	}
+	if size < 4 {
+		return nil, errors.New("beam file is too short")
 	}
 	data = data[12 : 8+size]
 	chunks := map[string][]byte{}
@@ -159,16 +171,17 @@ func readAtoms(chunks map[string][]byte) ([]string, error) {
 	if len(data) < 4 {
 		return nil, errors.New("beam file has no atom table")
 	}
-	count := int32(binary.BigEndian.Uint32(data[0:4]))
-	compact := count < 0
+	raw := int64(int32(binary.BigEndian.Uint32(data[0:4])))
+	compact := raw < 0
 	if compact {
-		count = -count
+		raw = -raw
 	}
-	if int(count) > len(data) {
+	if raw > int64(len(data)) {
 		return nil, errors.New("atom table count is too large")
 	}
+	count := int(raw)
 	data = data[4:]
-	atoms := make([]string, 0, count)
+	atoms := make([]string, 0, min(count, 4096))
 	for range count {
 		var n int
 		if compact {
@@ -201,6 +214,19 @@ func readAtoms(chunks map[string][]byte) ([]string, error) {
 		data = data[n:]
 	}
 	return atoms, nil
+}
+
+// funTable returns the FunT chunk as beam_lib:md5/1 digests it: with the
+// OldUniq word of each entry zeroed.
+func funTable(data []byte) []byte {
+	if len(data) < 4 {
+		return data
+	}
+	out := append([]byte(nil), data...)
+	for o := 4; o+24 <= len(out); o += 24 {
+		copy(out[o+20:o+24], []byte{0, 0, 0, 0})
+	}
+	return out
 }
 
 // compactUint decodes an unsigned integer in the compact term encoding

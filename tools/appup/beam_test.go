@@ -4,6 +4,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -31,6 +32,15 @@ func TestReadBeamHostile(t *testing.T) {
 	if _, err := ReadBeam([]byte("FOR1\xff\xff\xff\xffBEAM")); err == nil {
 		t.Error("a beam claiming 4 GiB read without error")
 	}
+	// A size below the BEAM tag, and an atom count of -2^31.
+	for _, b := range [][]byte{
+		[]byte("FOR1\x00\x00\x00\x00BEAM"),
+		[]byte("FOR1\x00\x00\x00\x10BEAMAtU8\x00\x00\x00\x04\x80\x00\x00\x00"),
+	} {
+		if _, err := ReadBeam(b); err == nil {
+			t.Errorf("% x read without error", b)
+		}
+	}
 }
 
 func FuzzReadBeam(f *testing.F) {
@@ -49,6 +59,23 @@ func TestDecodeETFHostile(t *testing.T) {
 		if _, err := decodeETF(b); err == nil {
 			t.Errorf("% x decoded without error", b)
 		}
+	}
+	// A list that claims 1M elements inside one that claims as many, 100
+	// deep, in 2 MiB: nothing is allocated for elements that are not
+	// there.
+	bomb := []byte{131}
+	for range 100 {
+		bomb = append(bomb, 108, 0x00, 0x10, 0x00, 0x00)
+	}
+	bomb = append(bomb, make([]byte, 2<<20)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := decodeETF(bomb); err == nil {
+		t.Error("a list bomb decoded without error")
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 10<<20 {
+		t.Errorf("decoding a 2 MiB list bomb allocated %d MiB", grew>>20)
 	}
 	deep := []byte{131}
 	for range 10000 {

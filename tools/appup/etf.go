@@ -134,7 +134,7 @@ func (d *etfDecoder) term(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		t := make(tuple, 0, min(n, len(d.b)))
+		t := make(tuple, 0, min(n, 64))
 		for range n {
 			e, err := d.term(depth + 1)
 			if err != nil {
@@ -164,7 +164,7 @@ func (d *etfDecoder) term(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		l := make([]any, 0, min(n, len(d.b)))
+		l := make([]any, 0, min(n, 64))
 		for range n {
 			e, err := d.term(depth + 1)
 			if err != nil {

@@ -211,6 +211,25 @@ func TestMD5(t *testing.T) {
 	if !m.Exports["code_change/3"] || m.Behaviours[0] != "gen_server" || strings.Join(m.Calls, ",") != "gen_server,plain" {
 		t.Errorf("read %+v", m)
 	}
+	// Funs: beam_lib:md5 zeroes each FunT entry's OldUniq.
+	fdir := t.TempDir()
+	src := writeSrc(t, fdir, "withfun", "-export([f/1]).\nf(L) -> lists:map(fun(X) -> X + 1 end, L).")
+	if out, err := exec.Command("erlc", "-o", fdir, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want, err := exec.Command("erl", "-noshell", "-eval",
+		`{ok,{_,M}} = beam_lib:md5("`+filepath.Join(fdir, "withfun.beam")+`"), io:format("~s", [binary:encode_hex(M)]), halt().`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, _ := os.ReadFile(filepath.Join(fdir, "withfun.beam"))
+	fm, err := ReadBeam(fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.ToUpper(hexString(fm.MD5[:])); got != string(want) {
+		t.Errorf("md5 of a module with a fun %s, beam_lib:md5 says %s", got, want)
+	}
 	cdir := t.TempDir()
 	if out, err := exec.Command("erlc", "+compressed", "-o", cdir, writeSrc(t, cdir, "cart", cartV2)).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
