@@ -325,8 +325,8 @@ func (u *Upgrade) oldCode(ctx context.Context) string {
 	if len(mods) > 5 {
 		mods = append(mods[:5:5], fmt.Sprintf("%d more", len(mods)-5))
 	}
-	return fmt.Sprintf("; processes still run the old code of %s (soft_purge kept it), so the next upgrade that "+
-		"changes those modules is refused until they leave it", strings.Join(mods, ", "))
+	return fmt.Sprintf("; the old code of %s is still loaded (soft_purge kept it, as processes ran it), so the next "+
+		"upgrade that changes those modules is refused while processes still run it", strings.Join(mods, ", "))
 }
 
 // short shortens an allocation ID key the way Nomad shows them.

@@ -223,7 +223,7 @@ func TestUpgradeReportsOldCode(t *testing.T) {
 	if o != hotspec.Succeeded || err != nil {
 		t.Fatalf("outcome %s, %v", o, err)
 	}
-	if _, msg := r.last(); !strings.Contains(msg, "processes still run the old code of 'Elixir.Shop.Acceptor' (soft_purge kept it)") {
+	if _, msg := r.last(); !strings.Contains(msg, "the old code of 'Elixir.Shop.Acceptor' is still loaded (soft_purge kept it") {
 		t.Errorf("success does not report the old code: %q", msg)
 	}
 }

@@ -22,6 +22,9 @@ type fixture struct {
 	shopVsn   string
 	src       map[string]string // module -> source
 	opts      []string          // erlc options
+	// appSrc holds the sources of applications besides shop, by
+	// application and module; their versions are in apps.
+	appSrc map[string]map[string]string
 }
 
 func baseApps() map[string]string {
@@ -39,22 +42,13 @@ func (f fixture) build(t *testing.T, dir string) *relup.Package {
 	var rel []string
 	for app, vsn := range f.apps {
 		rel = append(rel, fmt.Sprintf("{%s,%q}", app, vsn))
-		writeApp(t, root, app, vsn, nil)
+		ebin := writeApp(t, root, app, vsn, keys(f.appSrc[app]))
+		compile(t, filepath.Join(dir, "src-"+f.vsn+"-"+app), ebin, f.appSrc[app], nil)
 	}
 	rel = append(rel, fmt.Sprintf("{shop,%q}", f.shopVsn))
 	ebin := writeApp(t, root, "shop", f.shopVsn, keys(f.src))
-	srcDir := filepath.Join(dir, "src-"+f.vsn)
-	mustMkdir(t, srcDir)
-	var files []string
-	for m, src := range f.src {
-		file := filepath.Join(srcDir, m+".erl")
-		writeFile(t, file, fmt.Sprintf("-module(%s).\n%s\n", m, src))
-		files = append(files, file)
-	}
-	args := append(append([]string{"-o", ebin}, f.opts...), files...)
-	if out, err := exec.Command(erlc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("erlc: %v\n%s", err, out)
-	}
+	_ = erlc
+	compile(t, filepath.Join(dir, "src-"+f.vsn), ebin, f.src, f.opts)
 	relDir := filepath.Join(root, "releases", f.vsn)
 	mustMkdir(t, relDir)
 	writeFile(t, filepath.Join(relDir, "shop.rel"),
@@ -65,6 +59,25 @@ func (f fixture) build(t *testing.T, dir string) *relup.Package {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// compile writes the sources into srcDir and compiles them into ebin.
+func compile(t *testing.T, srcDir, ebin string, src map[string]string, opts []string) {
+	t.Helper()
+	if len(src) == 0 {
+		return
+	}
+	mustMkdir(t, srcDir)
+	var files []string
+	for m, s := range src {
+		file := filepath.Join(srcDir, m+".erl")
+		writeFile(t, file, fmt.Sprintf("-module(%s).\n%s\n", m, s))
+		files = append(files, file)
+	}
+	args := append(append([]string{"-o", ebin}, opts...), files...)
+	if out, err := exec.Command("erlc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("erlc: %v\n%s", err, out)
+	}
 }
 
 // writeApp writes lib/APP-VSN/ebin/APP.app listing modules, and returns

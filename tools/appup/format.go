@@ -3,6 +3,7 @@ package appup
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -94,13 +95,30 @@ func ParseAppup(app, vsn string, data []byte, source string) (*Appup, error) {
 }
 
 // Covers reports whether the appup has both an up and a down entry for
-// the application version vsn. Regular-expression entries count as
-// covering every version, as release_handler matches them.
+// the application version vsn: a version equal to it, or a regular
+// expression that matches all of it, as systools matches them.
 func (a *Appup) Covers(vsn string) bool {
 	has := func(steps []Step) bool {
-		return slices.ContainsFunc(steps, func(s Step) bool { return s.Vsn == vsn || strings.HasPrefix(s.Vsn, "re:") })
+		return slices.ContainsFunc(steps, func(s Step) bool {
+			if re, ok := strings.CutPrefix(s.Vsn, "re:"); ok {
+				r, err := regexp.Compile(`^(?:` + re + `)$`)
+				return err == nil && r.MatchString(vsn)
+			}
+			return s.Vsn == vsn
+		})
 	}
 	return has(a.Up) && has(a.Down)
+}
+
+// Printable replaces control characters, so that text from a release
+// cannot drive the terminal it is printed on.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
+			return r
+		}
+		return '?'
+	}, s)
 }
 
 // Use replaces the generated appup of an application with one the user

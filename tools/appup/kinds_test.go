@@ -68,10 +68,14 @@ func TestUserAppup(t *testing.T) {
 			t.Errorf("%s: got %v, want an error saying %q", bad.text, err, bad.want)
 		}
 	}
-	// A regular-expression entry covers every version.
+	// A regular-expression entry covers the versions it matches whole.
 	u, err = ParseAppup("shop", "2.0.0", []byte(`{"2.0.0", [{<<"1\\..*">>, []}], [{<<"1\\..*">>, []}]}.`), "re.appup")
 	if err != nil || p.Use(u) != nil {
 		t.Errorf("a regular-expression appup is not accepted: %v", err)
+	}
+	u, _ = ParseAppup("shop", "2.0.0", []byte(`{"2.0.0", [{<<"1">>, []}], [{<<"1">>, []}]}.`), "re.appup")
+	if err := p.Use(u); err == nil {
+		t.Error("a regular expression that matches only part of 1.0.0 covers it")
 	}
 	if err := (&Plan{}).Use(u); err == nil || !strings.Contains(err.Error(), "needs no appup") {
 		t.Errorf("an appup for an unchanged application: %v", err)

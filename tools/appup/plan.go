@@ -49,6 +49,35 @@ type Plan struct {
 	// Warnings are what a hot upgrade will not do that the new code may
 	// expect; Notes are changes it handles that are worth knowing.
 	Warnings, Notes []string
+	// Blockers are what generated instructions would get wrong; each
+	// refuses the upgrade unless the user's own appup replaces the
+	// application's (see Refusal).
+	Blockers []Blocker
+	// unversioned are refusals no appup can lift.
+	unversioned []string
+}
+
+// Blocker is a change in one application that generated instructions
+// cannot make safely.
+type Blocker struct {
+	App, Reason string
+}
+
+// Refusal returns the refusal that the plan's blockers make, for
+// applications whose appup is still the generated one, or nil.
+func (p *Plan) Refusal() error {
+	why := append([]string(nil), p.unversioned...)
+	for _, b := range p.Blockers {
+		for _, a := range p.Appups {
+			if a.App == b.App && a.Source == "generated" {
+				why = appendNew(why, b.Reason+fmt.Sprintf("; give your own appup for %s (-appup %s=FILE), or ship with a full deploy", b.App, b.App))
+			}
+		}
+	}
+	if len(why) > 0 {
+		return &Refusal{Reasons: why}
+	}
+	return nil
 }
 
 // Appup is the .appup of one application's new version.
@@ -122,6 +151,9 @@ func Compare(olds []*relup.Package, nw *relup.Package) (*Plan, error) {
 		p.Removed = append(p.Removed, fmt.Sprintf("%s (from %s)", a, strings.Join(removed[a], ", ")))
 	}
 	if err := c.supervision(); err != nil {
+		return nil, err
+	}
+	if err := c.blockers(); err != nil {
 		return nil, err
 	}
 	if err := c.configChanges(); err != nil {
@@ -246,9 +278,10 @@ func (c *comparer) sameVersion(old *relup.Package, a relup.App) error {
 		}
 	}
 	if len(changed) > 0 {
-		c.warn(fmt.Sprintf(
-			"%s keeps version %s from %s, but its modules differ (%s): a hot upgrade loads only applications "+
-				"whose version changed, so bump %s's version", a.Name, a.Version, old.Version, list(displayList(changed)), a.Name))
+		c.plan.unversioned = appendNew(c.plan.unversioned, fmt.Sprintf(
+			"%s keeps version %s from %s, but its modules differ (%s): neither a relup nor the node's release root "+
+				"takes new code under an old version, so bump %s's version", a.Name, a.Version, old.Version,
+			list(displayList(changed)), a.Name))
 	}
 	return nil
 }

@@ -79,6 +79,9 @@ func TestCompareInstructions(t *testing.T) {
 			t.Errorf("no warning %q in:\n%s", w, warnings)
 		}
 	}
+	if err := p.Refusal(); err != nil {
+		t.Errorf("refused: %v", err)
+	}
 	if strings.Contains(warnings, "cart (gen_server) is a stateful") {
 		t.Errorf("cart is named by sup's child specs, yet warned about:\n%s", warnings)
 	}
@@ -92,8 +95,20 @@ func TestCompareRemovedChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := strings.Join(p.Warnings, "\n"); !strings.Contains(w, "sup: child audit is gone") {
-		t.Errorf("no warning about the removed child in:\n%s", w)
+	// audit is a deleted gen_server: a blocker, not a warning, since its
+	// purge kills it and sup's old child spec restarts it into undef.
+	if w := strings.Join(p.Warnings, "\n"); strings.Contains(w, "child audit is gone") {
+		t.Errorf("a deleted child is only warned about:\n%s", w)
+	}
+	err = p.Refusal()
+	if err == nil || !strings.Contains(err.Error(), "audit (gen_server) is deleted by the upgrade from 1.0.0") ||
+		!strings.Contains(err.Error(), "-appup shop=FILE") {
+		t.Fatalf("refusal %v", err)
+	}
+	// The user's own appup lifts it.
+	u, _ := ParseAppup("shop", "2.0.0", []byte(`{"2.0.0",[{"1.0.0",[]}],[{"1.0.0",[]}]}.`), "mine.appup")
+	if err := p.Use(u); err != nil || p.Refusal() != nil {
+		t.Errorf("with the user's appup: %v, %v", err, p.Refusal())
 	}
 }
 
@@ -138,8 +153,8 @@ func TestCompareSameVersionChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := Compare([]*relup.Package{shopV1().build(t, dir)}, v2.build(t, dir))
-	if w := strings.Join(p.Warnings, "\n"); !strings.Contains(w, "shop keeps version 1.0.0 from 1.0.0, but its modules differ") {
-		t.Errorf("no warning about an unbumped version in:\n%s", w)
+	if err := p.Refusal(); err == nil || !strings.Contains(err.Error(), "shop keeps version 1.0.0 from 1.0.0, but its modules differ") {
+		t.Errorf("no refusal of an unbumped version: %v", err)
 	}
 	if len(p.Appups) != 0 {
 		t.Errorf("appups for an unchanged version: %+v", p.Appups)
@@ -260,4 +275,29 @@ func hexString(b []byte) string {
 		out = append(out, digits[c>>4], digits[c&15])
 	}
 	return string(out)
+}
+
+func TestBlockers(t *testing.T) {
+	dir := t.TempDir()
+	nifV1 := `-export([f/0]).
+f() -> erlang:load_nif("priv/nif", 0).`
+	nifV2 := `-export([f/0, g/0]).
+f() -> erlang:load_nif("priv/nif", 1).
+g() -> ok.`
+	v1, v2 := shopV1(), shopV2()
+	v1.src["nif"], v2.src["nif"] = nifV1, nifV2
+	// util moves from shop to a new application, lib1.
+	v1.src["util"] = "-export([u/0]).\nu() -> 1."
+	v2.apps["lib1"] = "1.0"
+	v2.appSrc = map[string]map[string]string{"lib1": {"util": "-export([u/0]).\nu() -> 1."}}
+	p, err := Compare([]*relup.Package{v1.build(t, dir)}, v2.build(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Refusal()
+	for _, want := range []string{"nif loads a NIF and changed", "util moves from shop to lib1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %v lacks %q", err, want)
+		}
+	}
 }

@@ -76,8 +76,8 @@ func (c *comparer) children(om, nm *Module, oldMods, newMods map[string]*Module)
 		return
 	}
 	for _, a := range om.Atoms {
-		if a == om.Name || slices.Contains(nm.Atoms, a) || !isChild(oldMods[a]) {
-			continue
+		if a == om.Name || slices.Contains(nm.Atoms, a) || !isChild(oldMods[a]) || newMods[a] == nil {
+			continue // a deleted child module is a blocker
 		}
 		c.warn(fmt.Sprintf(
 			"%s: child %s is gone from the new code; a hot upgrade leaves it running until the next restart",

@@ -103,16 +103,16 @@ func runRelup(args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &refusal) {
 		fmt.Fprintln(stderr, "beamctl relup: no hot upgrade is possible:")
 		for _, r := range refusal.Reasons {
-			fmt.Fprintf(stderr, "  - %s\n", r)
+			fmt.Fprintf(stderr, "  - %s\n", appup.Printable(r))
 		}
 		return exitFailed
 	}
 	if err != nil {
-		fail(stderr, "relup", err)
+		fail(stderr, "relup", errors.New(appup.Printable(err.Error())))
 		return exitFailed
 	}
 	for _, w := range res.Warnings {
-		fmt.Fprintf(stdout, "systools warning: %s\n", w)
+		fmt.Fprintf(stdout, "systools warning: %s\n", appup.Printable(w))
 	}
 	switch {
 	case o.DryRun:
@@ -128,8 +128,10 @@ func runRelup(args []string, stdout, stderr io.Writer) int {
 }
 
 // report prints the appups, the applications added and removed, and the
-// warnings and notes.
-func report(w io.Writer, p *appup.Plan) {
+// warnings and notes, without control characters: names and appups come
+// from the release.
+func report(out io.Writer, p *appup.Plan) {
+	w := printableWriter{out}
 	for _, a := range p.Appups {
 		fmt.Fprintf(w, "\n%% lib/%s-%s/ebin/%s.appup (%s)\n%s", a.App, a.Version, a.App, a.Source, a.Text())
 	}
@@ -156,4 +158,14 @@ func baseNames(files []string) []string {
 		out = append(out, filepath.Base(f))
 	}
 	return out
+}
+
+// printableWriter writes through appup.Printable.
+type printableWriter struct{ w io.Writer }
+
+func (p printableWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, appup.Printable(string(b))); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

@@ -93,15 +93,21 @@ func (b *builder) step(format string, args ...any) func() {
 }
 
 func (b *builder) build(ctx context.Context) error {
+	// One snapshot of NEW is read, unpacked and copied into OUT, so that
+	// the tarball cannot change between the analysis and the copy.
+	snap := filepath.Join(b.work, "new.tar.gz")
+	if err := copyFile(b.o.To, snap); err != nil {
+		return err
+	}
 	var err error
 	done := b.step("unpacking %s", filepath.Base(b.o.To))
-	if b.nw, err = open(b.o.To, filepath.Join(b.work, "new")); err != nil {
+	if b.nw, err = open(snap, b.o.To, filepath.Join(b.work, "new")); err != nil {
 		return err
 	}
 	done()
 	for i, f := range b.o.From {
 		done := b.step("unpacking %s", filepath.Base(f))
-		old, err := open(f, filepath.Join(b.work, fmt.Sprintf("old%d", i)))
+		old, err := open(f, f, filepath.Join(b.work, fmt.Sprintf("old%d", i)))
 		if err != nil {
 			return err
 		}
@@ -135,7 +141,7 @@ func (b *builder) build(ctx context.Context) error {
 		if b.o.DryRun {
 			return nil
 		}
-		sum, err := rewrite(b.o.To, b.o.Out, nil)
+		sum, err := rewrite(snap, b.o.Out, nil)
 		b.res.SHA256 = sum
 		return err
 	}
@@ -147,6 +153,9 @@ func (b *builder) build(ctx context.Context) error {
 	done()
 	b.res.Plan = plan
 	if err := b.userAppups(plan); err != nil {
+		return err
+	}
+	if err := plan.Refusal(); err != nil {
 		return err
 	}
 	if b.o.DryRun {
@@ -225,9 +234,12 @@ func (b *builder) write(ctx context.Context, plan *appup.Plan) error {
 	for _, old := range plan.Old {
 		oldRels = append(oldRels, strings.TrimSuffix(old.RelFile, ".rel"))
 	}
+	// Exactly the ebin of each application of each .rel, so that systools
+	// reads the .app and .appup printed here and no other.
 	for _, p := range append([]*relup.Package{nw}, plan.Old...) {
-		dirs, _ := filepath.Glob(filepath.Join(p.Root, "lib", "*", "ebin"))
-		path = append(path, dirs...)
+		for _, a := range p.Apps {
+			path = append(path, filepath.Join(p.Root, "lib", a.Name+"-"+a.Version, "ebin"))
+		}
 	}
 	outDir := filepath.Join(b.work, "relup-out")
 	if err := os.MkdirAll(outDir, 0o700); err != nil {
@@ -245,7 +257,7 @@ func (b *builder) write(ctx context.Context, plan *appup.Plan) error {
 	}
 	put[prefix+"releases/"+nw.Version+"/relup"] = relupFile
 	done = b.step("writing %s", b.o.Out)
-	if b.res.SHA256, err = rewrite(b.o.To, b.o.Out, put); err != nil {
+	if b.res.SHA256, err = rewrite(b.nw.file, b.o.Out, put); err != nil {
 		return err
 	}
 	done()
@@ -262,14 +274,17 @@ func (b *builder) runtime(ctx context.Context, nw *relup.Package) (*Runtime, err
 		}
 	}
 	var why string
-	if b.nw.rel.BundlesERTS {
+	switch {
+	case b.o.Erl != "":
+		why = "-erl names the Erlang to use"
+	case b.nw.rel.BundlesERTS:
 		rt := bundled(nw.Root, nw.Version, nw.ERTS, sasl, b.work)
 		if _, err := rt.eval(ctx, "ok"); err == nil {
 			return rt, nil
 		} else {
 			why = fmt.Sprintf("the release's ERTS %s does not run here (%v)", nw.ERTS, err)
 		}
-	} else {
+	default:
 		why = "the release has no ERTS of its own"
 	}
 	erl := b.o.Erl
@@ -284,14 +299,15 @@ func (b *builder) runtime(ctx context.Context, nw *relup.Package) (*Runtime, err
 	return rt, nil
 }
 
-// mergeRelup returns the relup to ship: the generated one, plus the
-// entries of the release's own relup for the versions it keeps.
+// mergeRelup returns the relup to ship: the generated one, plus every
+// entry of the release's own relup (unless Regenerate) for a version it
+// does not regenerate.
 func (b *builder) mergeRelup(nw *relup.Package, generated string) ([]byte, error) {
 	data, err := os.ReadFile(generated)
 	if err != nil {
 		return nil, fmt.Errorf("systools wrote no relup: %w", err)
 	}
-	if len(b.res.Kept) == 0 {
+	if !nw.HasRelup() || b.o.Regenerate {
 		return data, nil
 	}
 	own, err := release.ReadFile(filepath.Join(nw.Root, "releases", nw.Version, "relup"), 64<<20)
@@ -307,8 +323,13 @@ func (b *builder) mergeRelup(nw *relup.Package, generated string) ([]byte, error
 		return nil, fmt.Errorf("the release's relup: %w", err)
 	}
 	for i := 1; i <= 2; i++ {
+		have := map[string]bool{}
+		for _, e := range gen[i].(eterm.List) {
+			v, _ := eterm.AsString(e.(eterm.Tuple)[0])
+			have[v] = true
+		}
 		for _, e := range old[i].(eterm.List) {
-			if v, _ := eterm.AsString(e.(eterm.Tuple)[0]); slices.Contains(b.res.Kept, v) {
+			if v, _ := eterm.AsString(e.(eterm.Tuple)[0]); !have[v] {
 				gen[i] = append(gen[i].(eterm.List), e)
 			}
 		}
@@ -342,6 +363,24 @@ func parseRelup(data []byte) (eterm.Tuple, error) {
 		t[i] = eterm.List(l)
 	}
 	return t, nil
+}
+
+// copyFile copies src to dst.
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func versions(ps []*relup.Package) string {

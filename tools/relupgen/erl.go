@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/eterm"
+	"github.com/nomad-driver-beam/nomad-driver-beam/tools/appup"
 )
 
 // Runtime is an Erlang that can run systools for a release.
@@ -111,6 +112,8 @@ func (r *Runtime) eval(ctx context.Context, expr string, extra ...string) (strin
 	}
 	cmd := exec.CommandContext(ctx, r.path, args...)
 	cmd.Env, cmd.Dir = r.env, r.dir
+	// A child the VM leaves holding the output does not keep us waiting.
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -184,16 +187,7 @@ func (r *Runtime) makeRelup(ctx context.Context, work, newRel string, oldRels, p
 	return nil, errors.New("systools:make_relup: unreadable result")
 }
 
-// printable replaces control characters, so that text from a release
-// cannot drive the terminal.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
-			return r
-		}
-		return '?'
-	}, s)
-}
+func printable(s string) string { return appup.Printable(s) }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

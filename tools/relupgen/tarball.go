@@ -21,18 +21,19 @@ import (
 
 // opened is a release tarball unpacked into a work directory.
 type opened struct {
-	file string           // the tarball
+	file string           // the tarball read
 	dir  string           // where it is unpacked
 	rel  *release.Release // the release in it
 }
 
-// open unpacks the tarball file into dir, with the driver's checks against
-// hostile archives, and finds the one release in it.
-func open(file, dir string) (*opened, error) {
+// open unpacks the tarball src into dir, with the driver's checks against
+// hostile archives, and finds the one release in it. file names it in
+// errors.
+func open(src, file, dir string) (*opened, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := unpack.File(file, dir, unpack.Limits{}); err != nil {
+	if err := unpack.File(src, dir, unpack.Limits{}); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	r, err := release.Find(dir, "")
@@ -43,7 +44,7 @@ func open(file, dir string) (*opened, error) {
 		return nil, fmt.Errorf("%s is a Gleam erlang-shipment, which has no .rel file and cannot take a relup; "+
 			"ship it with a full deploy", file)
 	}
-	return &opened{file: file, dir: dir, rel: r}, nil
+	return &opened{file: src, dir: dir, rel: r}, nil
 }
 
 // prefix returns where the release root sits in the archive: "" for the
