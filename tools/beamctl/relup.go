@@ -28,15 +28,19 @@ const relupHelp = `Usage: beamctl relup -from OLD.tar.gz [-from OLDER.tar.gz ...
   changed modules whose new code exports code_change/3,4 or
   system_code_change/4 get an advanced update (their processes are
   suspended and their state converted), and other changed modules are
-  reloaded, after the modules they call. Purges are soft_purge: if a
-  process still runs old code, the upgrade is refused before anything
-  changes, rather than the process being killed; a soft PostPurge may leave
-  old code loaded, which then blocks the next upgrade of that module until
-  its processes leave it.
+  reloaded, after the modules they call. Purges of changed modules are
+  soft_purge: if a process still runs old code, the upgrade is refused
+  before anything changes, rather than the process being killed; a soft
+  PostPurge may leave old code loaded, which then blocks the next upgrade
+  of that module until its processes leave it.
 
   It refuses what a hot upgrade cannot do (a changed ERTS, kernel, stdlib,
-  sasl or Elixir needs a new emulator), and warns about what it will not do
-  (a supervisor's new child is not started, nor a removed one stopped).
+  sasl or Elixir needs a new emulator; new code under an unchanged
+  application version; a module moving between applications) and what
+  generated instructions would get wrong unless -appup gives your own (a
+  deleted module that ran processes; a changed NIF loader). It warns about
+  what a hot upgrade will not do (a supervisor's new child is not started,
+  nor a removed one stopped).
 
   Every appup is printed for review; -dry-run prints them and writes
   nothing. An appup given with -appup wins over a generated one, as do the
