@@ -39,6 +39,8 @@ var commands = map[string]command{
 	"relup":    {"build a hot-upgrade package (appups and relup) from two release tarballs", runRelup},
 	"shell":    {"open a remote shell (IEx or the Erlang shell) on an allocation's node", runShell},
 	"status":   {"show every allocation of a job: versions, health, restarts, last deploy", runStatus},
+	"ship":     {"ship a release: hot when the package allows, else full; with fallback, pre-commands and history", runShip},
+	"history":  {"show a job's rollouts: version, path, result, when and by whom", runHistory},
 }
 
 func main() {

@@ -217,3 +217,50 @@ func FailureReasons(ctx context.Context, c *nomad.Client, jobID, ns string) []st
 	}
 	return out
 }
+
+// SetRelease points the beam task group/task of job at another release:
+// its release block's source and sha256, and, when pre is not nil, its
+// pre_commands. It edits the job as Nomad returned it, so that no
+// jobspec file is needed.
+func SetRelease(job *nomad.Job, group, task, source, sum string, pre [][]string) error {
+	for _, tg := range job.TaskGroups {
+		if tg.Name == nil || *tg.Name != group {
+			continue
+		}
+		for _, t := range tg.Tasks {
+			if t.Name != task {
+				continue
+			}
+			var block map[string]any
+			switch r := t.Config["release"].(type) {
+			case map[string]any:
+				block = r
+			case []map[string]any:
+				if len(r) > 0 {
+					block = r[0]
+				}
+			case []any:
+				if len(r) > 0 {
+					block, _ = r[0].(map[string]any)
+				}
+			}
+			if block == nil {
+				return fmt.Errorf("task %s/%s has no release block to change", group, task)
+			}
+			block["source"], block["sha256"] = source, sum
+			if pre != nil {
+				cmds := make([]any, len(pre))
+				for i, argv := range pre {
+					words := make([]any, len(argv))
+					for j, w := range argv {
+						words[j] = w
+					}
+					cmds[i] = words
+				}
+				t.Config["pre_commands"] = cmds
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("job %s has no task %s/%s", *job.ID, group, task)
+}

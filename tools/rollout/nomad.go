@@ -53,6 +53,7 @@ func (n *Nomad) Allocs(ctx context.Context) ([]Alloc, error) {
 		}
 		a := Alloc{ID: s.ID, Name: s.Name, Index: allocIndex(s.Name)}
 		a.Version = Version(s.TaskStates[n.Task])
+		a.Release = Release(s.TaskStates[n.Task]).Name
 		out = append(out, a)
 	}
 	return out, nil

@@ -30,6 +30,8 @@ type Alloc struct {
 	Index int
 	// Version is the release version it runs now, from its task events.
 	Version string
+	// Release is the name of the release it runs.
+	Release string
 }
 
 // Outcome is the driver's report of one hot upgrade.
