@@ -40,6 +40,7 @@ var commands = map[string]command{
 	"shell":    {"open a remote shell (IEx or the Erlang shell) on an allocation's node", runShell},
 	"status":   {"show every allocation of a job: versions, health, restarts, last deploy", runStatus},
 	"ship":     {"ship a release: hot when the package allows, else full; with fallback, pre-commands and history", runShip},
+	"follow":   {"pull mode: watch a DeployEx pointer (versions/APP/ENV/current.json) and ship each new version", runFollow},
 	"history":  {"show a job's rollouts: version, path, result, when and by whom", runHistory},
 }
 

@@ -37,10 +37,18 @@ type Progress struct {
 	Deploy func(rollout.DeployProgress)
 }
 
-// RefusedError is a version whose last rollout failed on every path.
-type RefusedError struct{ Entry Entry }
+// RefusedError is a ship refused before anything changed: a version whose
+// last rollout failed on every path, or a forced path the package cannot
+// take.
+type RefusedError struct {
+	Entry  Entry
+	Forced error
+}
 
 func (e *RefusedError) Error() string {
+	if e.Forced != nil {
+		return e.Forced.Error()
+	}
 	return fmt.Sprintf("%s (sha256 %.12s) failed on every path on %s (%s: %s); fix the release and ship a new version, "+
 		"or pass -force", e.Entry.Version, e.Entry.SHA256, e.Entry.Ended.Format(time.RFC3339), e.Entry.Path, e.Entry.Message)
 }
@@ -66,7 +74,7 @@ func Run(ctx context.Context, c *rollout.Nomad, h *History, o Options, pr Progre
 	}
 	d, err := Force(Decide(p, allocs), o.Force)
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, &RefusedError{Forced: err}
 	}
 	pr.Say("%s", d.Reason)
 	if d.Current {
