@@ -78,6 +78,35 @@ func TestShip(t *testing.T) {
 		}
 	})
 
+	t.Run("hot pre-command fails", func(t *testing.T) {
+		t.Parallel()
+		j := submitJob(t, "beam.nomad.hcl", uniqueJob(t, "ship-pre"), map[string]string{
+			"task": "hello_ex", "source": releases.URL + "/hello_ex-0.1.0.tar.gz",
+			"sha256": releases.SHA256(t, "hello_ex-0.1.0.tar.gz"), "hot": "true",
+		})
+		a := j.appStates(1)[0]
+		waitConsulPassing(t, j.ID, a.port)
+		out, code := beamctl(t, "ship", "-job", j.ID, "-no-fallback", "-source", releases.URL+"/hello_ex-0.2.0.tar.gz",
+			"-sha256", releases.SHA256(t, "hello_ex-0.2.0.tar.gz"), "-pre-command", `eval raise "migration 42 broke"`)
+		t.Logf("beamctl ship (exit %d):\n%s", code, out)
+		for _, want := range []string{"pre-command 1/1 (eval raise \"migration 42 broke\") failed with exit code 1",
+			"migration 42 broke", "nothing was installed"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q", want)
+			}
+		}
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+		body := waitHTTP(t, a.port, "/", 10*time.Second)
+		if pid, _ := pidCount(t, body); !strings.Contains(body, "hello_ex 0.1.0") || pid != a.pid {
+			t.Errorf("after the failed pre-command: %q; want 0.1.0 from pid %d", body, a.pid)
+		}
+		if h := history(t, j.ID); len(h) != 1 || h[0].Result != "failed" || h[0].Exhausted {
+			t.Errorf("history %+v: want one failure that is not exhausted (no full path was tried)", h)
+		}
+	})
+
 	t.Run("full when there is no path", func(t *testing.T) {
 		t.Parallel()
 		j := submitJob(t, "beam.nomad.hcl", uniqueJob(t, "ship-full"), map[string]string{
