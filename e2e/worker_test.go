@@ -37,4 +37,8 @@ func TestHotCanaryWorker(t *testing.T) {
 	if strings.Contains(out, "no checks registered") || strings.Contains(out, "reverting") {
 		t.Error("the rollout waited for Consul checks or went back")
 	}
+	// beamctl upgrade records the rollout in the job's history too.
+	if h := history(t, j.ID); len(h) != 1 || h[0].Version != "0.2.0" || h[0].Path != "hot" || h[0].Result != "succeeded" {
+		t.Errorf("history %+v", h)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	nomad "github.com/hashicorp/nomad/api"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
+	"github.com/nomad-driver-beam/nomad-driver-beam/tools/ship"
 )
 
 const upgradeHelp = `Usage: beamctl upgrade [options]
@@ -104,6 +105,16 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		StepTimeout: f.timeout,
 	}
 	start := time.Now()
+	entry := ship.Entry{Version: f.version, SHA256: f.sha256, Source: f.source, Path: "hot", Started: start,
+		By: ship.TokenName(ctx, c.Nomad)}
+	defer func() {
+		// Every rollout goes into the job's history, as beamctl ship's do.
+		entry.Ended = time.Now()
+		h := &ship.History{Nomad: c.Nomad, Namespace: c.Namespace, Job: f.job}
+		if err := h.Add(context.WithoutCancel(ctx), entry); err != nil {
+			fmt.Fprintf(stderr, "beamctl upgrade: recording the rollout in %s failed: %v\n", h.Path(), err)
+		}
+	}()
 	if !f.json {
 		fmt.Fprintf(stdout, "==> Hot upgrade of %s/%s/%s to %s (variable %s)\n", f.job, c.Group, c.Task, f.version, c.Path())
 		fmt.Fprintf(stdout, "    health gate: %s\n", c.Gate())
@@ -120,6 +131,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "    %s  %-14s %-13s %s\n", e.At.Format("15:04:05.000"), short(e.Alloc), e.Step, e.Message)
 	})
 	if err != nil {
+		entry.Result, entry.Message = ship.Failed, err.Error()
 		var re *rollout.Error
 		if errors.As(err, &re) {
 			fail(stderr, "upgrade", err)
@@ -128,6 +140,7 @@ func runUpgrade(args []string, stdout, stderr io.Writer) int {
 		fail(stderr, "upgrade", err)
 		return exitCluster
 	}
+	entry.Result = ship.Succeeded
 	if !f.json {
 		fmt.Fprintf(stdout, "==> Done in %s\n", time.Since(start).Round(time.Millisecond))
 	}

@@ -80,7 +80,7 @@ func Run(ctx context.Context, c *rollout.Nomad, h *History, o Options, pr Progre
 	if d.Current {
 		return Entry{}, nil
 	}
-	e := Entry{Version: p.Version, SHA256: p.SHA256, Source: p.Source, Path: string(d.Path), Started: time.Now(), By: tokenName(ctx, c.Nomad)}
+	e := Entry{Version: p.Version, SHA256: p.SHA256, Source: p.Source, Path: string(d.Path), Started: time.Now(), By: TokenName(ctx, c.Nomad)}
 	record := func(res Result, exhausted bool, msg string) {
 		e.Result, e.Exhausted, e.Message, e.Ended = res, exhausted, msg, time.Now()
 		if err := h.Add(context.WithoutCancel(ctx), e); err != nil {
@@ -165,8 +165,9 @@ func deployFull(ctx context.Context, c *rollout.Nomad, p *Package, pre [][]strin
 	return nil
 }
 
-// tokenName is the name of the ACL token in use, or its accessor.
-func tokenName(ctx context.Context, c *nomad.Client) string {
+// TokenName is the name of the ACL token in use, or its accessor, for
+// the history.
+func TokenName(ctx context.Context, c *nomad.Client) string {
 	t, _, err := c.ACLTokens().Self((&nomad.QueryOptions{}).WithContext(ctx))
 	if err != nil || t == nil {
 		return ""
