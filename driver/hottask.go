@@ -8,6 +8,7 @@ import (
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/upgrade"
 	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
@@ -80,7 +81,13 @@ func (t *hotTask) PreCommand(ctx context.Context, version string, argv []string)
 	if fi, err := os.Lstat(filepath.Join(st.ReleaseRoot, "erts-"+st.ERTS)); err == nil && fi.IsDir() {
 		rel.BundlesERTS = true
 	}
-	path, args, err := launch.PreCommand(rel, argv)
+	// The plugin's own tree of version names its applications.
+	snap := t.h.snapshot()
+	pkg, err := inspect(&snap, version)
+	if err != nil {
+		return 0, "", err
+	}
+	path, args, err := launch.PreCommand(rel, argv, libNames(pkg))
 	if err != nil {
 		return 0, "", err
 	}
@@ -101,6 +108,16 @@ func (t *hotTask) PreCommand(ctx context.Context, version string, argv []string)
 	_, _ = tail.Write(out)
 	_, _ = tail.Write(errb)
 	return code, tail.lastLines(6), nil
+}
+
+// libNames returns the lib directories of a release's applications, as
+// NAME-VSN.
+func libNames(p *relup.Package) []string {
+	out := []string{}
+	for _, a := range p.Apps {
+		out = append(out, a.Name+"-"+a.Version)
+	}
+	return out
 }
 
 // stagedPkg is a fetched package that may join the task's release.

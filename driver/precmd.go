@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
 )
 
 // taskLogs opens the task's stdout and stderr for the driver's own writes,
@@ -109,9 +111,18 @@ func (nopCloser) Close() error { return nil }
 // code and the end of its output.
 func (d *Driver) runPreCommands(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskConfig, p *prepared, logs *taskLogs) error {
 	timeout := tc.preCommandTimeout()
+	// A root that took hot upgrades holds several versions of its
+	// applications: relx's eval gets those of the version that starts,
+	// as the plugin's own tree of it names them.
+	var libs []string
+	if tree := p.trees[p.release.Version]; tree != "" && p.release.Kind == release.Relx {
+		if pkg, err := relup.InspectVersion(tree, p.release.Name, p.release.Version); err == nil {
+			libs = libNames(pkg)
+		}
+	}
 	for i, argv := range tc.PreCommands {
 		desc := fmt.Sprintf("pre-command %d/%d (%s)", i+1, len(tc.PreCommands), clip(strings.Join(argv, " "), 80))
-		path, args, err := launch.PreCommand(p.release, argv)
+		path, args, err := launch.PreCommand(p.release, argv, libs)
 		if err != nil {
 			return d.fail(cfg, "%s: %v", desc, err)
 		}

@@ -139,7 +139,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 
 	// The version and kind go where the UI and tools see them: the task
 	// event and its details.
-	d.eventWith(cfg, map[string]string{"beam.version": p.release.Version, "beam.base": p.base, "beam.release": p.release.Name, "beam.kind": string(p.release.Kind), "beam.node": p.node},
+	d.eventWith(cfg, map[string]string{"beam.version": p.release.Version, "beam.base": p.base, "beam.release": p.release.Name, "beam.kind": string(p.release.Kind), "beam.node": p.node, "beam.erts": p.release.ERTS},
 		"Started %s %s (%s release) as pid %d%s",
 		p.release.Name, p.release.Version, p.release.Kind, ps.Pid, nodeSuffix(p.node))
 	return handle, nil, nil

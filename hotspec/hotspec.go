@@ -78,21 +78,46 @@ func Parse(raw string) (Target, error) {
 	if t.Version == "" {
 		return t, errors.New(`"version" is missing`)
 	}
+	if !versionPattern.MatchString(t.Version) {
+		return t, fmt.Errorf(`"version" %q is not a release version (letters, digits and . + _ -, at most 64)`, clipped(t.Version))
+	}
 	if t.SHA256 != "" && !sha256Pattern.MatchString(t.SHA256) {
 		return t, fmt.Errorf(`"sha256" %q must be 64 hex characters, as printed by sha256sum`, t.SHA256)
 	}
-	if len(t.PreCommands) > maxPreCommands {
-		return t, fmt.Errorf(`"pre_commands" holds %d commands; at most %d`, len(t.PreCommands), maxPreCommands)
-	}
-	for i, argv := range t.PreCommands {
-		switch {
-		case len(argv) == 0 || argv[0] == "":
-			return t, fmt.Errorf(`"pre_commands"[%d] is empty; write each as an argv list, such as ["eval", "MyApp.Release.migrate()"]`, i)
-		case argv[0] == "eval" && len(argv) != 2:
-			return t, fmt.Errorf(`"pre_commands"[%d]: eval takes exactly one expression, such as ["eval", "MyApp.Release.migrate()"]`, i)
-		}
+	if err := CheckPreCommands(t.PreCommands); err != nil {
+		return t, err
 	}
 	return t, nil
+}
+
+// versionPattern is what a release version may be: it names directories.
+var versionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`)
+
+// ValidVersion reports whether v can be a release version.
+func ValidVersion(v string) bool { return versionPattern.MatchString(v) }
+
+func clipped(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// CheckPreCommands checks a target's pre-commands, so that tools refuse
+// what the driver would.
+func CheckPreCommands(cmds [][]string) error {
+	if len(cmds) > maxPreCommands {
+		return fmt.Errorf(`"pre_commands" holds %d commands; at most %d`, len(cmds), maxPreCommands)
+	}
+	for i, argv := range cmds {
+		switch {
+		case len(argv) == 0 || argv[0] == "":
+			return fmt.Errorf(`"pre_commands"[%d] is empty; write each as an argv list, such as ["eval", "MyApp.Release.migrate()"]`, i)
+		case argv[0] == "eval" && len(argv) != 2:
+			return fmt.Errorf(`"pre_commands"[%d]: eval takes exactly one expression, such as ["eval", "MyApp.Release.migrate()"]`, i)
+		}
+	}
+	return nil
 }
 
 // Encode returns the target as the Variable stores it.
@@ -116,7 +141,14 @@ const (
 	// DetailFailed marks any driver event that reports a failure that
 	// stops the task (fetch, unpack, pre-command, start), with "true".
 	DetailFailed = "beam.failed"
+	// DetailStage names the step an upgrade ended in when it is not
+	// release_handler's: StagePreCommand for a target's pre-command.
+	DetailStage = "beam.hot.stage"
 )
+
+// StagePreCommand is the DetailStage of an upgrade that a failing
+// pre-command refused: a fallback must not run that command again.
+const StagePreCommand = "pre-command"
 
 // Outcome is how a hot upgrade ended, or that it started.
 type Outcome string
@@ -143,6 +175,9 @@ type Report struct {
 	Key           string
 	Version, From string
 	Took          time.Duration
+	// Stage is where a refusal or failure came from, when not
+	// release_handler: StagePreCommand.
+	Stage string
 }
 
 // ReportOf reads a task event's details; ok is false for events that are
@@ -154,7 +189,7 @@ func ReportOf(details map[string]string) (r Report, ok bool) {
 	}
 	ms, _ := strconv.ParseInt(details[DetailMillis], 10, 64)
 	return Report{Outcome: o, Key: details[DetailKey], Version: details[DetailVersion], From: details[DetailFrom],
-		Took: time.Duration(ms) * time.Millisecond}, true
+		Took: time.Duration(ms) * time.Millisecond, Stage: details[DetailStage]}, true
 }
 
 // Details returns the details of a task event that reports r.
@@ -162,6 +197,9 @@ func (r Report) Details() map[string]string {
 	d := map[string]string{DetailOutcome: string(r.Outcome), DetailKey: r.Key, DetailVersion: r.Version, DetailFrom: r.From}
 	if r.Outcome != Started {
 		d[DetailMillis] = strconv.FormatInt(r.Took.Milliseconds(), 10)
+	}
+	if r.Stage != "" {
+		d[DetailStage] = r.Stage
 	}
 	return d
 }

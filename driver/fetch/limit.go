@@ -125,3 +125,11 @@ func copyTo(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 		}
 	}
 }
+
+// DownloadSmall fetches a small file, such as a deploy pointer, refusing
+// it once it passes max bytes.
+func (f *Fetcher) DownloadSmall(ctx context.Context, source, dst string, max int64) (int64, error) {
+	return f.get(ctx, source, dst, limit{max: max, over: func(int64) error {
+		return permanent("%s is over %d bytes", Redact(source), max)
+	}}, nil)
+}

@@ -16,12 +16,15 @@ import (
 //
 //   - mix: bin/NAME eval EXPR, mix's own fresh-VM eval;
 //   - relx: the release's erl with the start_clean boot, sys.config and
-//     every lib on the code path (relx's own eval would run on the live
-//     node, which does not exist yet);
+//     the libs of its .rel on the code path (relx's own eval would run on
+//     the live node, which does not exist yet). libs names them, as
+//     NAME-VSN, so that a root that holds several versions of an
+//     application (after a hot upgrade) runs rel.Version's; nil puts every
+//     lib on the path;
 //   - shipment: the host's erl with every package's ebin on the path.
 //
 // Any other argv runs as given, from the release root.
-func PreCommand(rel *release.Release, argv []string) (string, []string, error) {
+func PreCommand(rel *release.Release, argv []string, libs []string) (string, []string, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return "", nil, fmt.Errorf("a pre-command is empty")
 	}
@@ -53,7 +56,12 @@ func PreCommand(rel *release.Release, argv []string) (string, []string, error) {
 			args = append(args, "-config", filepath.Join(vsn, "sys.config"))
 		}
 		args = append(args, "-pa")
-		args = append(args, ebins(rel.Root, "lib", "*", "ebin")...)
+		if libs == nil {
+			args = append(args, ebins(rel.Root, "lib", "*", "ebin")...)
+		}
+		for _, l := range libs {
+			args = append(args, filepath.Join(rel.Root, "lib", l, "ebin"))
+		}
 		return erl, append(args, "-eval", erlangEval(expr)), nil
 	case release.Shipment:
 		args := []string{"-noshell", "-noinput", "-pa"}

@@ -117,10 +117,11 @@ type Upgrade struct {
 
 	from, to string
 	start    time.Time
+	stage    string // hotspec.DetailStage of the outcome
 }
 
 func (u *Upgrade) emit(o hotspec.Outcome, format string, args ...any) {
-	u.Report(hotspec.Report{Outcome: o, Key: u.Key, Version: u.to, From: u.from, Took: time.Since(u.start)},
+	u.Report(hotspec.Report{Outcome: o, Key: u.Key, Version: u.to, From: u.from, Took: time.Since(u.start), Stage: u.stage},
 		fmt.Sprintf(format, args...))
 }
 
@@ -176,6 +177,7 @@ func (u *Upgrade) Run(ctx context.Context, t hotspec.Target, current string, rel
 		}
 		undo = append(undo, pkg.Leave)
 		if err := u.preCommands(ctx, t); err != nil {
+			u.stage = hotspec.StagePreCommand
 			return refuse(err)
 		}
 		if _, err := u.Node.Unpacked(ctx, pkg.RelFileIn(u.Release.Root)); err != nil {
@@ -291,9 +293,13 @@ func (u *Upgrade) Finish(ctx context.Context, version string) error {
 // version's code; the first that fails stops the upgrade before
 // release_handler is asked.
 func (u *Upgrade) preCommands(ctx context.Context, t hotspec.Target) error {
+	if len(t.PreCommands) > 0 {
+		// One event for all: Nomad keeps only the task's last ten.
+		u.emit(hotspec.Started, "Hot upgrade %s → %s: running %d pre-command(s) with %s's code", u.from, t.Version,
+			len(t.PreCommands), t.Version)
+	}
 	for i, argv := range t.PreCommands {
 		desc := fmt.Sprintf("pre-command %d/%d (%s)", i+1, len(t.PreCommands), clip(strings.Join(argv, " "), 80))
-		u.emit(hotspec.Started, "Hot upgrade %s → %s: running %s with %s's code", u.from, t.Version, desc, t.Version)
 		start := time.Now()
 		code, tail, err := u.Task.PreCommand(ctx, t.Version, argv)
 		if err != nil {

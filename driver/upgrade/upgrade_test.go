@@ -190,8 +190,8 @@ func TestPreCommands(t *testing.T) {
 	if strings.Join(r.task.ran, "; ") != "0.2.0: eval App.migrate(); 0.2.0: bin/seed" {
 		t.Errorf("ran %q", r.task.ran)
 	}
-	if !slices.ContainsFunc(r.msgs, func(m string) bool { return strings.Contains(m, "running pre-command 2/2 (bin/seed) with 0.2.0's code") }) {
-		t.Errorf("no event for the second pre-command: %q", r.msgs)
+	if !slices.ContainsFunc(r.msgs, func(m string) bool { return strings.Contains(m, "running 2 pre-command(s) with 0.2.0's code") }) {
+		t.Errorf("no event for the pre-commands: %q", r.msgs)
 	}
 
 	r = newRun(nil)
@@ -200,7 +200,10 @@ func TestPreCommands(t *testing.T) {
 	if o != hotspec.Refused || err == nil {
 		t.Fatalf("outcome %s, %v", o, err)
 	}
-	_, msg := r.last()
+	rep, msg := r.last()
+	if rep.Stage != hotspec.StagePreCommand {
+		t.Errorf("refusal stage %q, want %q", rep.Stage, hotspec.StagePreCommand)
+	}
 	for _, want := range []string{"pre-command 1/2 (eval App.migrate()) failed with exit code 3", "migration 42 failed", "node untouched"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("refusal %q lacks %q", msg, want)

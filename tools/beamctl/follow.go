@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
@@ -57,8 +58,11 @@ func runFollow(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "beamctl follow: give -job and -pointer (and an -interval of at least 1s); see beamctl follow -help")
 		return exitUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Nomad stops a service with SIGTERM: a rollout in progress ends as
+	// one interrupted, recorded, not cut off.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stdout = printableWriter{stdout}
 	fc := fetch.Config{S3Endpoint: endpoint, S3PathStyle: pathStyle, FileRoots: []string{"/"}, RetryWindow: 30 * time.Second}
 	fetcher := fetch.New(fc)
 	work, err := os.MkdirTemp("", "beamctl-follow-")
@@ -111,7 +115,12 @@ func followOnce(ctx context.Context, f jobFlags, pointer string, fetcher *fetch.
 		commit = " (commit " + p.Hash + ")"
 	}
 	fmt.Fprintf(stdout, "==> Pointer %s names %s%s\n", fetch.Redact(pointer), p.Version, commit)
-	*last = key
-	o.PreCommands, o.Rollout = cmds, rolloutID()
-	return shipOnce(ctx, f, src, p.SHA256, fc, o, stdout, stderr)
+	o.PreCommands, o.Rollout, o.Expect = cmds, rolloutID(), p.Version
+	code := shipOnce(ctx, f, src, p.SHA256, fc, o, stdout, stderr)
+	// A version is tried once, unless Nomad, the store or an interrupt
+	// kept the rollout from running: then the next read tries again.
+	if code != exitCluster && ctx.Err() == nil {
+		*last = key
+	}
+	return code
 }

@@ -93,6 +93,7 @@ func runShip(args []string, stdout, stderr io.Writer) int {
 // shipOnce inspects the package at source and ships it; follow calls it
 // for each new version.
 func shipOnce(ctx context.Context, f jobFlags, source, sum string, fc fetch.Config, o ship.Options, stdout, stderr io.Writer) int {
+	stdout = printableWriter{stdout}
 	c, err := f.cluster(ctx)
 	if err != nil {
 		fail(stderr, "ship", err)
@@ -111,6 +112,9 @@ func shipOnce(ctx context.Context, f jobFlags, source, sum string, fc fetch.Conf
 	p, err := ship.Inspect(ctx, fetch.New(fc), source, sum, work)
 	if err != nil {
 		fail(stderr, "ship", err)
+		if errors.Is(err, ship.ErrUnavailable) {
+			return exitCluster // the store: try again later
+		}
 		return exitFailed
 	}
 	o.Package = p

@@ -17,6 +17,7 @@ import (
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/ship"
 )
@@ -164,7 +165,7 @@ func preCommands(flags []string) ([][]string, error) {
 		}
 		out = append(out, argv)
 	}
-	return out, nil
+	return out, hotspec.CheckPreCommands(out)
 }
 
 func short(a rollout.Alloc) string {

@@ -12,10 +12,14 @@ import (
 // backslashes), without a shell: no variables, globs or pipes.
 func Command(s string) ([]string, error) {
 	s = strings.TrimSpace(s)
-	if expr, ok := strings.CutPrefix(s, "eval "); ok {
-		if expr = strings.TrimSpace(expr); expr != "" {
+	if s == "eval" {
+		return nil, errors.New(`eval needs an expression, as "eval MyApp.Release.migrate()"`)
+	}
+	if rest, ok := strings.CutPrefix(s, "eval"); ok && rest != "" && strings.ContainsRune(" \t\n", rune(rest[0])) {
+		if expr := strings.TrimSpace(rest); expr != "" {
 			return []string{"eval", expr}, nil
 		}
+		return nil, errors.New(`eval needs an expression, as "eval MyApp.Release.migrate()"`)
 	}
 	var (
 		words  []string

@@ -19,7 +19,7 @@ func TestCommand(t *testing.T) {
 			t.Errorf("Command(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{``, `   `, `bin/x 'open`, `bin/x "open`, `bin/x \`} {
+	for _, bad := range []string{``, `   `, `eval  `, `bin/x 'open`, `bin/x "open`, `bin/x \`} {
 		if got, err := Command(bad); err == nil {
 			t.Errorf("Command(%q) = %q, want an error", bad, got)
 		}

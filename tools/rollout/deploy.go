@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,12 @@ type DeployProgress struct {
 	Groups []string
 }
 
+// DeployOption changes how Deploy follows a deployment.
+type DeployOption int
+
+// StopAtPromotion: see Deploy.
+const StopAtPromotion DeployOption = 1
+
 // DeployError is a deployment that did not succeed.
 type DeployError struct {
 	Status, Description string
@@ -32,12 +39,24 @@ func (e *DeployError) Error() string {
 // Deploy registers job and follows its deployment until it ends. It
 // returns nil only when the deployment succeeded, or when the job changed
 // without one (no update block, or nothing to deploy).
-func Deploy(ctx context.Context, c *nomad.Client, job *nomad.Job, ns string, progress func(DeployProgress)) error {
+//
+// With StopAtPromotion, a deployment whose canaries wait for a manual
+// promotion ends Deploy with an error that says how to promote, rather
+// than waiting for someone to.
+func Deploy(ctx context.Context, c *nomad.Client, job *nomad.Job, ns string, progress func(DeployProgress), opts ...DeployOption) error {
+	stopAtPromotion := slices.Contains(opts, StopAtPromotion)
 	if progress == nil {
 		progress = func(DeployProgress) {}
 	}
 	wo := (&nomad.WriteOptions{Namespace: ns}).WithContext(ctx)
-	resp, _, err := c.Jobs().Register(job, wo)
+	var resp *nomad.JobRegisterResponse
+	var err error
+	if job.JobModifyIndex != nil && *job.JobModifyIndex > 0 {
+		// A job as Nomad returned it: a change made since is not lost.
+		resp, _, err = c.Jobs().EnforceRegister(job, *job.JobModifyIndex, wo)
+	} else {
+		resp, _, err = c.Jobs().Register(job, wo)
+	}
 	if err != nil {
 		return fmt.Errorf("register job %s: %w", *job.ID, err)
 	}
@@ -76,6 +95,10 @@ func Deploy(ctx context.Context, c *nomad.Client, job *nomad.Job, ns string, pro
 		if s := fmt.Sprint(p); s != last {
 			last = s
 			progress(p)
+		}
+		if stopAtPromotion && d.Status == nomad.DeploymentStatusRunning && strings.Contains(d.StatusDescription, "manual promotion") {
+			return fmt.Errorf("deployment %s waits for its canaries to be promoted (the job's update block has no auto_promote): "+
+				"nomad deployment promote %s, or fail it with nomad deployment fail %s", d.ID[:8], d.ID, d.ID)
 		}
 		switch d.Status {
 		case nomad.DeploymentStatusSuccessful:

@@ -53,7 +53,8 @@ func (n *Nomad) Allocs(ctx context.Context) ([]Alloc, error) {
 		}
 		a := Alloc{ID: s.ID, Name: s.Name, Index: allocIndex(s.Name)}
 		a.Version = Version(s.TaskStates[n.Task])
-		a.Release = Release(s.TaskStates[n.Task]).Name
+		info := Release(s.TaskStates[n.Task])
+		a.Release, a.ERTS = info.Name, info.ERTS
 		out = append(out, a)
 	}
 	return out, nil
@@ -178,7 +179,7 @@ func (n *Nomad) WaitOutcome(ctx context.Context, alloc, version string, since ti
 				if !ok || !r.Outcome.Final() || r.Version != version || !time.Unix(0, e.Time).After(since) {
 					continue
 				}
-				return Outcome{Result: r.Outcome, Message: e.DisplayMessage, Took: r.Took}, nil
+				return Outcome{Result: r.Outcome, Message: e.DisplayMessage, Took: r.Took, Stage: r.Stage}, nil
 			}
 			if ts.State == "dead" {
 				return Outcome{}, fmt.Errorf("task %s of allocation %s is dead", n.Task, alloc)
@@ -190,6 +191,9 @@ func (n *Nomad) WaitOutcome(ctx context.Context, alloc, version string, since ti
 // ReleaseInfo is what the driver's start event tells of a task's release.
 type ReleaseInfo struct {
 	Name, Kind, Node, Version string
+	// ERTS is the emulator version the node runs; empty from drivers
+	// older than the beam.erts detail.
+	ERTS string
 }
 
 // Release reads the release of a beam task from its latest start event.
@@ -200,7 +204,8 @@ func Release(ts *nomad.TaskState) ReleaseInfo {
 	}
 	for _, e := range ts.Events {
 		if v := e.Details["beam.version"]; v != "" {
-			r = ReleaseInfo{Name: e.Details["beam.release"], Kind: e.Details["beam.kind"], Node: e.Details["beam.node"], Version: v}
+			r = ReleaseInfo{Name: e.Details["beam.release"], Kind: e.Details["beam.kind"], Node: e.Details["beam.node"], Version: v,
+				ERTS: e.Details["beam.erts"]}
 		}
 	}
 	return r

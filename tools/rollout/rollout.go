@@ -30,8 +30,9 @@ type Alloc struct {
 	Index int
 	// Version is the release version it runs now, from its task events.
 	Version string
-	// Release is the name of the release it runs.
-	Release string
+	// Release is the name of the release it runs, and ERTS its emulator
+	// version (empty when the driver does not say).
+	Release, ERTS string
 }
 
 // Outcome is the driver's report of one hot upgrade.
@@ -41,6 +42,9 @@ type Outcome struct {
 	Message string
 	// Took is the driver's own time for the upgrade.
 	Took time.Duration
+	// Stage is hotspec.StagePreCommand when a target's pre-command
+	// refused the upgrade.
+	Stage string
 }
 
 // OK reports whether the allocation now runs the target.
@@ -89,8 +93,10 @@ type Plan struct {
 
 // Error is a failed rollout.
 type Error struct {
-	Alloc    Alloc
-	Reason   string
+	Alloc  Alloc
+	Reason string
+	// Stage is the failed upgrade's hotspec.DetailStage, if any.
+	Stage    string
 	Reverted []string // allocations hot-downgraded again
 	Failures []string // reverts that failed
 }
@@ -151,6 +157,10 @@ func Run(ctx context.Context, c Cluster, p Plan, progress func(Event)) error {
 		}
 		emit(a, "failed", err.Error(), 0)
 		rerr := &Error{Alloc: a, Reason: err.Error()}
+		var se *stageError
+		if errors.As(err, &se) {
+			rerr.Stage = se.stage
+		}
 		if upgraded {
 			// Upgraded but unhealthy: it goes back with the others.
 			done = append(done, a)
@@ -205,7 +215,7 @@ func upgradeOne(ctx context.Context, c Cluster, a Alloc, t Target, timeout time.
 		return false, err
 	}
 	if !o.OK() {
-		return false, fmt.Errorf("%s: %s", o.Result, o.Message)
+		return false, &stageError{stage: o.Stage, msg: fmt.Sprintf("%s: %s", o.Result, o.Message)}
 	}
 	emit(a, "upgraded", o.Message, o.Took)
 	passed, err := c.WaitHealthy(ctx, a.ID)
@@ -215,6 +225,11 @@ func upgradeOne(ctx context.Context, c Cluster, a Alloc, t Target, timeout time.
 	emit(a, "healthy", passed, time.Since(start))
 	return true, nil
 }
+
+// stageError is an outcome that is not OK, with its stage.
+type stageError struct{ stage, msg string }
+
+func (e *stageError) Error() string { return e.msg }
 
 func revertOne(ctx context.Context, c Cluster, a Alloc, p Plan) error {
 	ctx, cancel := context.WithTimeout(ctx, p.StepTimeout)

@@ -35,6 +35,18 @@ type Package struct {
 	Relup *relup.Package
 }
 
+// ErrUnavailable marks a package that could not be read for a reason that
+// may pass (the store is down, a timeout): trying later may work.
+var ErrUnavailable = errors.New("the store is unavailable")
+
+// unavailable wraps a fetch error that is not permanent.
+func unavailable(err error) error {
+	if fetch.IsPermanent(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
 // Inspect downloads the tarball at source (s3://, gs://, http(s)://,
 // file:// or a path) into work, checks it against sum (or the .sha256
 // published beside it when sum is empty), and reads its release.
@@ -42,13 +54,13 @@ func Inspect(ctx context.Context, f *fetch.Fetcher, source, sum, work string) (*
 	if sum == "" {
 		s, err := f.Checksum(ctx, source)
 		if err != nil {
-			return nil, fmt.Errorf("no -sha256 given, and its .sha256 cannot be read: %w", err)
+			return nil, fmt.Errorf("no -sha256 given, and its .sha256 cannot be read: %w", unavailable(err))
 		}
 		sum = s
 	}
 	file := filepath.Join(work, "release.tar.gz")
 	if _, err := f.Download(ctx, source, file, nil); err != nil {
-		return nil, fmt.Errorf("download %s: %w", fetch.Redact(source), err)
+		return nil, fmt.Errorf("download %s: %w", fetch.Redact(source), unavailable(err))
 	}
 	got, err := fileSHA256(file)
 	if err != nil {
@@ -131,7 +143,11 @@ func Decide(p *Package, allocs []rollout.Alloc) Decision {
 		if name == "" {
 			name = p.Name
 		}
-		if err := p.Relup.CheckUpgrade(name, a.Version, p.Relup.ERTS); err != nil {
+		erts := a.ERTS
+		if erts == "" {
+			erts = p.Relup.ERTS // an older driver: the driver itself checks
+		}
+		if err := p.Relup.CheckUpgrade(name, a.Version, erts); err != nil {
 			return Decision{Path: Full, Reason: fmt.Sprintf("full: allocation %s runs %s: %s", short(a), orUnknown(a.Version), err)}
 		}
 		if !slices.Contains(from, a.Version) {

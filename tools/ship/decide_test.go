@@ -67,6 +67,11 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+	other := allocs("1.4.2")
+	other[0].ERTS = "14.0"
+	if d := Decide(p, other); d.Path != Full || !strings.Contains(d.Reason, "needs erts 13.1.5 but the node runs erts 14.0") {
+		t.Errorf("another ERTS: %+v", d)
+	}
 	if d := Decide(&Package{Name: "g", Version: "1", Kind: "shipment"}, allocs("0")); d.Path != Full || !strings.Contains(d.Reason, "shipment") {
 		t.Errorf("a shipment: %+v", d)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
@@ -12,6 +13,12 @@ import (
 
 // MaxHistory is how many rollouts a job's history keeps.
 const MaxHistory = 50
+
+// Bounds that keep the history under Nomad's 64 KiB per Variable.
+const (
+	maxMessage      = 1024
+	maxHistoryBytes = 56 << 10
+)
 
 // Result is how a rollout ended.
 type Result string
@@ -103,11 +110,18 @@ func (h *History) Add(ctx context.Context, e Entry) error {
 				return err
 			}
 		}
+		if len(e.Message) > maxMessage {
+			e.Message = e.Message[:maxMessage] + "…"
+		}
 		entries = append(entries, e)
 		if len(entries) > MaxHistory {
 			entries = entries[len(entries)-MaxHistory:]
 		}
 		b, err := json.Marshal(entries)
+		for err == nil && len(b) > maxHistoryBytes && len(entries) > 1 {
+			entries = entries[1:]
+			b, err = json.Marshal(entries)
+		}
 		if err != nil {
 			return err
 		}
@@ -148,7 +162,7 @@ func Refused(entries []Entry, version, sum string) *Entry {
 	return nil
 }
 
-// String is the entry in one line.
+// String is the entry in one line, without control characters.
 func (e Entry) String() string {
 	s := fmt.Sprintf("%s  %-8s %-16s %-10s %s", e.Started.Local().Format("2006-01-02 15:04:05"), e.Version, e.Path, e.Result,
 		e.Ended.Sub(e.Started).Round(time.Second))
@@ -158,5 +172,16 @@ func (e Entry) String() string {
 	if e.Message != "" {
 		s += "\n    " + e.Message
 	}
-	return s
+	return printable(s)
+}
+
+// printable replaces control characters but newlines and tabs: history
+// entries and pointers come from whoever could write them.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= 0x20 && r != 0x7f && !(r >= 0x80 && r < 0xa0)) {
+			return r
+		}
+		return '?'
+	}, s)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
 )
 
@@ -28,8 +29,6 @@ type Pointer struct {
 // maxPointer bounds a pointer file.
 const maxPointer = 64 << 10
 
-var versionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_-]*$`)
-
 // ReadPointer fetches and parses the pointer at source.
 func ReadPointer(ctx context.Context, f *fetch.Fetcher, source, work string) (*Pointer, error) {
 	tmp, err := os.CreateTemp(work, "pointer-*.json")
@@ -38,21 +37,18 @@ func ReadPointer(ctx context.Context, f *fetch.Fetcher, source, work string) (*P
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	if _, err := f.Download(ctx, source, tmp.Name(), nil); err != nil {
+	if _, err := f.DownloadSmall(ctx, source, tmp.Name(), maxPointer); err != nil {
 		return nil, fmt.Errorf("read pointer %s: %w", fetch.Redact(source), err)
 	}
 	b, err := os.ReadFile(tmp.Name())
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > maxPointer {
-		return nil, fmt.Errorf("pointer %s is over %d bytes", fetch.Redact(source), maxPointer)
-	}
 	var p Pointer
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf(`pointer %s is not {"version": ..., "hash": ..., "pre_commands": [...]}: %v`, fetch.Redact(source), err)
 	}
-	if !versionPattern.MatchString(p.Version) {
+	if !hotspec.ValidVersion(p.Version) {
 		return nil, fmt.Errorf("pointer %s: version %q is not a release version", fetch.Redact(source), clipText(p.Version))
 	}
 	if p.SHA256 != "" && !regexp.MustCompile(`^[0-9a-fA-F]{64}$`).MatchString(p.SHA256) {
@@ -61,7 +57,8 @@ func ReadPointer(ctx context.Context, f *fetch.Fetcher, source, work string) (*P
 	return &p, nil
 }
 
-// Commands returns the pointer's pre-commands as argvs.
+// Commands returns the pointer's pre-commands as argvs, checked as the
+// driver would check them.
 func (p *Pointer) Commands() ([][]string, error) {
 	var out [][]string
 	for i, s := range p.PreCommands {
@@ -71,7 +68,7 @@ func (p *Pointer) Commands() ([][]string, error) {
 		}
 		out = append(out, argv)
 	}
-	return out, nil
+	return out, hotspec.CheckPreCommands(out)
 }
 
 // ReleaseSource returns where DeployEx keeps the release a pointer names:
@@ -97,8 +94,10 @@ func ReleaseSource(pointer, version string) (string, error) {
 		return "", fmt.Errorf("pointer %s is not at .../versions/APP/ENV/current.json, where DeployEx keeps it", fetch.Redact(pointer))
 	}
 	app := parts[0]
-	base := p[:max(i, 0)]
-	rel := fmt.Sprintf("%s/dist/%s/%s-%s.tar.gz", base, app, app, version)
+	rel := fmt.Sprintf("%s/dist/%s/%s-%s.tar.gz", p[:i], app, app, version)
+	if i == 0 && !strings.HasPrefix(p, "/") {
+		rel = strings.TrimPrefix(rel, "/") // a relative pointer path
+	}
 	if u.Scheme == "" {
 		return filepath.FromSlash(rel), nil
 	}

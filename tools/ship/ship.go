@@ -8,6 +8,8 @@ import (
 
 	nomad "github.com/hashicorp/nomad/api"
 
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 	"github.com/nomad-driver-beam/nomad-driver-beam/tools/rollout"
 )
 
@@ -28,6 +30,9 @@ type Options struct {
 	Rollout string
 	// AllowRefused ships a version the history refuses (-force).
 	AllowRefused bool
+	// Expect, if set, is the version the package must hold: the one a
+	// deploy pointer names.
+	Expect string
 }
 
 // Progress hears what a ship does.
@@ -61,6 +66,10 @@ func Run(ctx context.Context, c *rollout.Nomad, h *History, o Options, pr Progre
 		pr.Say = func(string, ...any) {}
 	}
 	p := o.Package
+	if o.Expect != "" && p.Version != o.Expect {
+		return Entry{}, &RefusedError{Forced: fmt.Errorf("the pointer names %s, but %s holds %s %s", o.Expect,
+			fetch.Redact(p.Source), p.Name, p.Version)}
+	}
 	entries, err := h.Entries(ctx)
 	if err != nil {
 		return Entry{}, err
@@ -80,12 +89,29 @@ func Run(ctx context.Context, c *rollout.Nomad, h *History, o Options, pr Progre
 	if d.Current {
 		return Entry{}, nil
 	}
-	e := Entry{Version: p.Version, SHA256: p.SHA256, Source: p.Source, Path: string(d.Path), Started: time.Now(), By: TokenName(ctx, c.Nomad)}
-	record := func(res Result, exhausted bool, msg string) {
+	e := Entry{Version: p.Version, SHA256: p.SHA256, Source: fetch.Redact(p.Source), Path: string(d.Path), Started: time.Now(),
+		By: TokenName(ctx, c.Nomad)}
+	// hadHot says whether the package had a hot path here: a failed full
+	// deployment exhausts its paths only if hot was tried or impossible.
+	hadHot := Decide(p, allocs).Path == Hot
+	record := func(res Result, exhausted bool, msg string) error {
 		e.Result, e.Exhausted, e.Message, e.Ended = res, exhausted, msg, time.Now()
-		if err := h.Add(context.WithoutCancel(ctx), e); err != nil {
+		err := h.Add(context.WithoutCancel(ctx), e)
+		if err != nil {
 			pr.Say("recording the rollout in %s failed: %v", h.Path(), err)
 		}
+		return err
+	}
+	// fullFailed records a failed full deployment: it exhausts the
+	// version's paths only if the deployment itself failed (not the
+	// tool, nor an interrupt), and hot was tried or impossible.
+	fullFailed := func(hotTried bool, msg string, ferr error) error {
+		var de *rollout.DeployError
+		exhausted := errors.As(ferr, &de) && ctx.Err() == nil && (hotTried || !hadHot)
+		if rerr := record(Failed, exhausted, msg); rerr != nil && exhausted {
+			return fmt.Errorf("%s; and it could not be recorded, so it is not refused next time: %w", msg, rerr)
+		}
+		return errors.New(msg)
 	}
 
 	if d.Path == Hot {
@@ -96,41 +122,69 @@ func Run(ctx context.Context, c *rollout.Nomad, h *History, o Options, pr Progre
 			StepTimeout: o.StepTimeout,
 		}, pr.Hot)
 		if herr == nil {
-			record(Succeeded, false, "")
+			_ = record(Succeeded, false, "")
 			return e, nil
 		}
 		var re *rollout.Error
+		why := ""
 		switch {
 		case !errors.As(herr, &re):
-			record(Failed, false, "hot: "+herr.Error())
-			return e, herr
+			why = ""
 		case len(re.Failures) > 0:
-			msg := "hot: " + herr.Error() + "; not every allocation went back, so no full deployment follows"
-			record(Failed, false, msg)
-			return e, errors.New(msg)
+			why = "not every allocation went back"
 		case o.NoFallback:
-			record(Failed, false, "hot: "+herr.Error()+" (-no-fallback)")
-			return e, herr
+			why = "-no-fallback"
+		case re.Stage == hotspec.StagePreCommand:
+			why = "a pre-command failed, and a full deployment would run it again in every new allocation"
+		case ctx.Err() != nil:
+			why = "interrupted"
+		default:
+			if back, err := wentBack(ctx, c, allocs, p.Version); err != nil || !back {
+				why = "not every allocation is back on its version"
+			}
+		}
+		if re == nil || why != "" {
+			msg := "hot: " + herr.Error()
+			if why != "" {
+				msg += "; no full deployment follows: " + why
+			}
+			_ = record(Failed, false, msg)
+			return e, errors.New(msg)
 		}
 		pr.Say("hot canary failed and every allocation went back: %v", herr)
 		pr.Say("falling back: the same release as a full canary deployment")
 		e.Path = "hot, then full"
-		ferr := deployFull(ctx, c, p, o.PreCommands, pr)
-		if ferr != nil {
-			record(Failed, true, fmt.Sprintf("hot: %v; full: %v", herr, ferr))
-			return e, fmt.Errorf("hot canary: %v; full deployment: %w", herr, ferr)
+		if ferr := deployFull(ctx, c, p, o.PreCommands, pr); ferr != nil {
+			return e, fullFailed(true, fmt.Sprintf("hot: %v; full: %v", herr, ferr), ferr)
 		}
-		record(FellBack, false, "hot: "+herr.Error())
+		_ = record(FellBack, false, "hot: "+herr.Error())
 		return e, nil
 	}
 
-	ferr := deployFull(ctx, c, p, o.PreCommands, pr)
-	if ferr != nil {
-		record(Failed, true, "full: "+ferr.Error())
-		return e, ferr
+	if ferr := deployFull(ctx, c, p, o.PreCommands, pr); ferr != nil {
+		return e, fullFailed(false, "full: "+ferr.Error(), ferr)
 	}
-	record(Succeeded, false, "")
+	_ = record(Succeeded, false, "")
 	return e, nil
+}
+
+// wentBack reports whether every allocation that ran before a failed hot
+// canary runs its old version again.
+func wentBack(ctx context.Context, c *rollout.Nomad, before []rollout.Alloc, target string) (bool, error) {
+	now, err := c.Allocs(ctx)
+	if err != nil {
+		return false, err
+	}
+	was := map[string]string{}
+	for _, a := range before {
+		was[a.ID] = a.Version
+	}
+	for _, a := range now {
+		if v, ok := was[a.ID]; ok && v != target && a.Version != v {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // deployFull updates the registered job's release block (and its
@@ -146,7 +200,7 @@ func deployFull(ctx context.Context, c *rollout.Nomad, p *Package, pre [][]strin
 		return err
 	}
 	pr.Say("health gate: %s", rollout.DeployGate(job))
-	if err := rollout.Deploy(ctx, c.Nomad, job, c.Namespace, pr.Deploy); err != nil {
+	if err := rollout.Deploy(ctx, c.Nomad, job, c.Namespace, pr.Deploy, rollout.StopAtPromotion); err != nil {
 		var de *rollout.DeployError
 		if errors.As(err, &de) {
 			if reasons := rollout.FailureReasons(context.WithoutCancel(ctx), c.Nomad, c.Job, c.Namespace); len(reasons) > 0 {
