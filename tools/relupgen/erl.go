@@ -118,7 +118,7 @@ func (r *Runtime) eval(ctx context.Context, expr string, extra ...string) (strin
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		return "", fmt.Errorf("Erlang did not finish within %s", erlTimeout)
+		return "", fmt.Errorf("the Erlang VM did not finish within %s", erlTimeout)
 	}
 	if err != nil {
 		return "", fmt.Errorf("%w: %s", err, printable(lastLines(out.String(), 8)))
