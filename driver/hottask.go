@@ -77,15 +77,20 @@ func (t *hotTask) PreCommand(ctx context.Context, version string, argv []string)
 	st := t.st
 	rel := &release.Release{Root: st.ReleaseRoot, Name: st.ReleaseName, Version: version,
 		Kind: release.Kind(st.ReleaseKind), ERTS: st.ERTS}
-	// The task's copy: a link there only changes what the task itself runs.
-	if fi, err := os.Lstat(filepath.Join(st.ReleaseRoot, "erts-"+st.ERTS)); err == nil && fi.IsDir() {
-		rel.BundlesERTS = true
-	}
-	// The plugin's own tree of version names its applications.
+	// The plugin's own tree of version, never the task's copy, says what
+	// the release holds: its applications, and whether it bundles ERTS.
 	snap := t.h.snapshot()
 	pkg, err := inspect(&snap, version)
 	if err != nil {
 		return 0, "", err
+	}
+	// The node's root has the ERTS of the package or of the base release.
+	for _, v := range []string{version, st.ReleaseVersion} {
+		if tree, err := snap.tree(v); err == nil {
+			if fi, err := os.Lstat(filepath.Join(tree, "erts-"+st.ERTS)); err == nil && fi.IsDir() {
+				rel.BundlesERTS = true
+			}
+		}
 	}
 	path, args, err := launch.PreCommand(rel, argv, libNames(pkg))
 	if err != nil {
