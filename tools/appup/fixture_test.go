@@ -34,8 +34,7 @@ func baseApps() map[string]string {
 // build writes the release under dir and returns it as a relup.Package.
 func (f fixture) build(t *testing.T, dir string) *relup.Package {
 	t.Helper()
-	erlc, err := exec.LookPath("erlc")
-	if err != nil {
+	if _, err := exec.LookPath("erlc"); err != nil {
 		t.Fatal("erlc is not installed: run `make erlang` (Debian's erlang package)")
 	}
 	root := filepath.Join(dir, "rel-"+f.vsn)
@@ -47,7 +46,6 @@ func (f fixture) build(t *testing.T, dir string) *relup.Package {
 	}
 	rel = append(rel, fmt.Sprintf("{shop,%q}", f.shopVsn))
 	ebin := writeApp(t, root, "shop", f.shopVsn, keys(f.src))
-	_ = erlc
 	compile(t, filepath.Join(dir, "src-"+f.vsn), ebin, f.src, f.opts)
 	relDir := filepath.Join(root, "releases", f.vsn)
 	mustMkdir(t, relDir)
