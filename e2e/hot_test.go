@@ -147,6 +147,31 @@ func (l *load) Stop() (ok, failed int64, first error) {
 	return l.ok.Load(), l.fail.Load(), l.firstErr
 }
 
+// hotUnderLoad hot-upgrades the job's allocation to version from tarball
+// while 100 requests a second go to port, and fails the test unless it
+// succeeds with no failed request. It returns how many were served.
+func (j *job) hotUnderLoad(port int, version, tarball string) int64 {
+	t := j.t
+	t.Helper()
+	l := startLoad(port, 100, 60*time.Second)
+	time.Sleep(time.Second)
+	asked := time.Now()
+	setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, version, tarball)})
+	ev := j.waitHot("node", version, asked.Add(-time.Second))
+	if ev.Outcome != "succeeded" {
+		l.Stop()
+		t.Fatalf("hot upgrade to %s: %s: %s", version, ev.Outcome, ev.Message)
+	}
+	t.Logf("event: %s", ev.Message)
+	time.Sleep(time.Second)
+	ok, failed, first := l.Stop()
+	t.Logf("load at 100 req/s across the upgrade: %d served, %d failed", ok, failed)
+	if failed > 0 || ok < 150 {
+		t.Errorf("under load: %d requests failed (first: %v), %d succeeded", failed, first, ok)
+	}
+	return ok
+}
+
 // TestHotUpgrade upgrades a running node in place, for an Erlang (relx) and
 // an Elixir (mix) release, under constant load, and then crashes it.
 func TestHotUpgrade(t *testing.T) {
@@ -184,21 +209,7 @@ func TestHotUpgrade(t *testing.T) {
 
 			// 1 and 2: the same OS process takes the new code and keeps
 			// its state, with no failed request under load.
-			l := startLoad(port, 100, 60*time.Second)
-			time.Sleep(time.Second)
-			asked := time.Now()
-			setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.2.0", tc.task+"-0.2.0.tar.gz")})
-			ev := j.waitHot("node", "0.2.0", asked.Add(-time.Second))
-			if ev.Outcome != "succeeded" {
-				t.Fatalf("hot upgrade: %s: %s", ev.Outcome, ev.Message)
-			}
-			t.Logf("event: %s", ev.Message)
-			time.Sleep(time.Second)
-			ok, failed, first := l.Stop()
-			t.Logf("load at 100 req/s across the upgrade: %d served, %d failed", ok, failed)
-			if failed > 0 || ok < 150 {
-				t.Errorf("under load: %d requests failed (first: %v), %d succeeded", failed, first, ok)
-			}
+			ok := j.hotUnderLoad(port, "0.2.0", tc.task+"-0.2.0.tar.gz")
 			body, err := get(port, "/")
 			if err != nil {
 				t.Fatal(err)

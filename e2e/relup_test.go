@@ -38,21 +38,7 @@ func TestRelupGenerated(t *testing.T) {
 				t.Fatalf("0.1.0 has not loaded HelloEx.Legacy: %q", loaded)
 			}
 
-			l := startLoad(port, 100, 60*time.Second)
-			time.Sleep(time.Second)
-			asked := time.Now()
-			setHot(t, j.ID, map[string]hotTarget{j.Alloc: target(t, "0.3.0", "hello_ex-0.3.0.tar.gz")})
-			ev := j.waitHot("node", "0.3.0", asked.Add(-time.Second))
-			if ev.Outcome != "succeeded" {
-				t.Fatalf("hot upgrade %s → 0.3.0: %s: %s", from, ev.Outcome, ev.Message)
-			}
-			t.Logf("event: %s", ev.Message)
-			time.Sleep(time.Second)
-			ok, failed, first := l.Stop()
-			t.Logf("load at 100 req/s across the upgrade: %d served, %d failed", ok, failed)
-			if failed > 0 || ok < 150 {
-				t.Errorf("under load: %d requests failed (first: %v), %d succeeded", failed, first, ok)
-			}
+			ok := j.hotUnderLoad(port, "0.3.0", "hello_ex-0.3.0.tar.gz")
 
 			body, err := get(port, "/")
 			if err != nil {
