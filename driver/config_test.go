@@ -78,8 +78,8 @@ func TestTaskConfigValidate(t *testing.T) {
 		{"distribution without a cookie", func(c *TaskConfig) { c.DistPort = "dist" }, true, "no cookie"},
 		{"two cookies", func(c *TaskConfig) { c.DistPort, c.CookieFile, c.CookieEnv = "dist", "a", "B" }, true, "use one"},
 		{"cookie without distribution", func(c *TaskConfig) { c.CookieFile = "secrets/cookie" }, true, "dist_port is not"},
-		{"cookie file outside the task", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "../../etc/cookie" }, true, "inside the task directory"},
-		{"absolute cookie file", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "/etc/cookie" }, true, "inside the task directory"},
+		{"cookie file outside the task", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "../../etc/cookie" }, true, "in the task's secrets/ or local/"},
+		{"absolute cookie file", func(c *TaskConfig) { c.DistPort, c.CookieFile = "dist", "/etc/cookie" }, true, "in the task's secrets/ or local/"},
 		{"empty pre-command", func(c *TaskConfig) { c.PreCommands = [][]string{{}} }, true, "pre_commands[0] is empty"},
 		{"eval without expression", func(c *TaskConfig) { c.PreCommands = [][]string{{"eval"}} }, true, "exactly one expression"},
 		{"bad pre-command timeout", func(c *TaskConfig) { c.PreCommandTimeout = "soon" }, true, "pre_command_timeout"},
@@ -162,9 +162,10 @@ func TestNodeName(t *testing.T) {
 	}
 }
 
-func TestTaskFilesOutsidePrivate(t *testing.T) {
+func TestTaskFilesInSecretsOrLocal(t *testing.T) {
 	for p, ok := range map[string]bool{"secrets/erlang.cookie": true, "local/c": true, "private/vault_token": false,
-		"./private/x": false, "../other/secrets/c": false, "/etc/passwd": false, "privateer/c": true} {
+		"./private/x": false, "../other/secrets/c": false, "/etc/passwd": false, "privateer/c": false, "tmp/c": false,
+		"secrets": false, "local/../private/x": false, "alloc/data/c": false} {
 		if taskFile(p) != ok {
 			t.Errorf("taskFile(%q) = %v, want %v", p, !ok, ok)
 		}

@@ -3,12 +3,16 @@ package driver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/control"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
 
 // controlClient returns the channel into the task's node: erl_call, or a
@@ -32,8 +36,11 @@ func (d *Driver) controlClient(h *taskHandle, st *taskState) (*control.Client, e
 	box.Cgroups = joinCgroups(cfg)
 	tree := st.ReleaseRoot
 	home, sslOpt := st.Home, st.SSLDistOptFile
+	// The task's copy is the task's to change: what it holds is looked
+	// up in the plugin's own trees, and only the path is the copy's.
+	own := st.Trees
 	erlCall := filepath.Join(tree, "erts-"+st.ERTS, "bin", "erl_call")
-	if _, err := os.Stat(erlCall); err != nil {
+	if !release.ValidName(st.ERTS) || !inTrees(own, path.Join("erts-"+st.ERTS, "bin", "erl_call")) {
 		p, lerr := lookPathNear(d.host.probe(d.ctx).Path, "erl_call")
 		if lerr != nil {
 			return nil, fmt.Errorf("no erl_call in the release's erts nor on the host")
@@ -66,10 +73,37 @@ func (d *Driver) controlClient(h *taskHandle, st *taskState) (*control.Client, e
 			"-boot_var", "RELEASE_LIB", lib, "-boot_var", "SYSTEM_LIB_DIR", lib,
 			"-pa",
 		}
-		ebins, _ := filepath.Glob(filepath.Join(lib, "*", "ebin"))
-		c.VMArgs = append(c.VMArgs, ebins...)
+		for _, app := range libApps(own) {
+			c.VMArgs = append(c.VMArgs, filepath.Join(lib, app, "ebin"))
+		}
 	}
 	return c, nil
+}
+
+// inTrees reports whether the slash path name exists beneath any of the
+// release roots in trees, resolved through an os.Root on each.
+func inTrees(trees map[string]string, name string) bool {
+	for _, root := range trees {
+		if _, err := release.StatIn(root, name); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// libApps returns the NAME-VSN directories under lib/ in any of the
+// release roots in trees, sorted and without duplicates.
+func libApps(trees map[string]string) []string {
+	seen := map[string]bool{}
+	for _, root := range trees {
+		ents, _ := os.ReadDir(filepath.Join(root, "lib"))
+		for _, e := range ents {
+			if release.ValidName(e.Name()) && e.IsDir() {
+				seen[e.Name()] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // lookPathNear finds a program next to the host's erl, where OTP installs

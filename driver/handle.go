@@ -42,11 +42,12 @@ type taskState struct {
 }
 
 // tree returns the root of the plugin's own tree of version vsn of the
-// release. A task that an older plugin started has none recorded; its
-// own copy is all there is.
+// release. A task that an older plugin started has none recorded, and its
+// own copy is the task's to change, so it is never read: such a task must
+// restart before the driver reads its release again.
 func (st *taskState) tree(vsn string) (string, error) {
 	if st.Trees == nil {
-		return st.ReleaseRoot, nil
+		return "", fmt.Errorf("the task was started by an older plugin, which kept no copy of its release; restart the task")
 	}
 	if root, ok := st.Trees[vsn]; ok {
 		return root, nil

@@ -2,8 +2,6 @@ package driver
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
@@ -87,7 +85,7 @@ func (t *hotTask) PreCommand(ctx context.Context, version string, argv []string)
 	// The node's root has the ERTS of the package or of the base release.
 	for _, v := range []string{version, st.ReleaseVersion} {
 		if tree, err := snap.tree(v); err == nil {
-			if fi, err := os.Lstat(filepath.Join(tree, "erts-"+st.ERTS)); err == nil && fi.IsDir() {
+			if fi, err := release.StatIn(tree, "erts-"+st.ERTS); release.ValidName(st.ERTS) && err == nil && fi.IsDir() {
 				rel.BundlesERTS = true
 			}
 		}

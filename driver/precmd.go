@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
 )
@@ -59,7 +60,7 @@ func fdPath(f *os.File) string {
 // openFIFO opens one of the FIFOs that Nomad's log collector reads, for
 // writing. They live in the allocation's alloc/logs, which every task of
 // the allocation can write: the path is resolved inside the allocation
-// directory, the last name is not followed, and it must be a FIFO, or the
+// directory, no link is followed in any component, and it must be a FIFO, or the
 // driver (root) would write into whatever file a task linked there. The
 // executor opens the same paths when it starts the node; the check here
 // comes first. O_NONBLOCK: a FIFO that no one reads (one the task made)
@@ -74,7 +75,7 @@ func openFIFO(cfg *drivers.TaskConfig, p string) (*os.File, error) {
 		return nil, err
 	}
 	defer root.Close()
-	f, err := root.OpenFile(rel, os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := taskdir.OpenFile(root, filepath.ToSlash(rel), os.O_WRONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (not the FIFO Nomad made; the node is not started)", rel, why(err))
 	}

@@ -153,7 +153,7 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 		errs = append(errs, errors.New("a cookie is set but dist_port is not; distribution is off without a dist_port"))
 	}
 	if c.CookieFile != "" && !taskFile(c.CookieFile) {
-		errs = append(errs, fmt.Errorf("cookie_file %q must be a path inside the task directory, such as secrets/erlang.cookie", c.CookieFile))
+		errs = append(errs, fmt.Errorf("cookie_file %q must be a path in the task's secrets/ or local/, such as secrets/erlang.cookie", c.CookieFile))
 	}
 	for i, argv := range c.PreCommands {
 		if len(argv) == 0 || argv[0] == "" {
@@ -187,7 +187,7 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 		}
 		for field, f := range map[string]string{"tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile, "tls.ca_file": c.TLS.CAFile} {
 			if f == "" || !taskFile(f) {
-				errs = append(errs, fmt.Errorf("%s %q must be a path inside the task directory, such as secrets/dist.pem", field, f))
+				errs = append(errs, fmt.Errorf("%s %q must be a path in the task's secrets/ or local/, such as secrets/dist.pem", field, f))
 			}
 		}
 	}
@@ -210,13 +210,14 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 }
 
 // taskFile reports whether p names a file the task itself may give the
-// driver: inside the task directory, and not in private/, where Nomad
-// keeps what the task must not read (its Vault token with disable_file,
-// say). The driver reads the file as root.
+// driver: in the task's secrets/ or local/, where templates render. Never
+// private/, where Nomad keeps what the task must not read (its Vault token
+// with disable_file, say), nor anything else of the task directory. The
+// driver reads the file as root, through no link (taskdir.ReadFile).
 func taskFile(p string) bool {
 	if filepath.IsAbs(p) || !filepath.IsLocal(p) {
 		return false
 	}
-	first, _, _ := strings.Cut(filepath.ToSlash(filepath.Clean(p)), "/")
-	return first != "private"
+	first, rest, _ := strings.Cut(filepath.ToSlash(filepath.Clean(p)), "/")
+	return (first == "secrets" || first == "local") && rest != ""
 }

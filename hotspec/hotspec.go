@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
 
 // Target is one key's value in the hot-upgrade Variable: the release
@@ -78,8 +80,8 @@ func Parse(raw string) (Target, error) {
 	if t.Version == "" {
 		return t, errors.New(`"version" is missing`)
 	}
-	if !versionPattern.MatchString(t.Version) {
-		return t, fmt.Errorf(`"version" %q is not a release version (letters, digits and . + _ -, at most 64)`, clipped(t.Version))
+	if !ValidVersion(t.Version) {
+		return t, fmt.Errorf(`"version" %q is not a release version (a letter or digit, then letters, digits and . + _ @ ~ -, at most 128)`, clipped(t.Version))
 	}
 	if t.SHA256 != "" && !sha256Pattern.MatchString(t.SHA256) {
 		return t, fmt.Errorf(`"sha256" %q must be 64 hex characters, as printed by sha256sum`, t.SHA256)
@@ -90,11 +92,10 @@ func Parse(raw string) (Target, error) {
 	return t, nil
 }
 
-// versionPattern is what a release version may be: it names directories.
-var versionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$`)
-
-// ValidVersion reports whether v can be a release version.
-func ValidVersion(v string) bool { return versionPattern.MatchString(v) }
+// ValidVersion reports whether v can be a release version: it names
+// directories, so it is release.ValidName, the driver's one check of names
+// read from a release.
+func ValidVersion(v string) bool { return release.ValidName(v) }
 
 func clipped(s string) string {
 	if len(s) > 64 {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 )
@@ -81,7 +83,7 @@ const (
 )
 
 func load(root, rel string, sh *shape) (*script, error) {
-	b, err := release.ReadFile(filepath.Join(root, rel), maxScript)
+	b, err := release.ReadIn(root, filepath.ToSlash(rel), maxScript)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +109,7 @@ func scrubAll(list []*script) error {
 	}
 	for _, s := range list {
 		if !bytes.Equal(s.out, s.data) {
-			if err := replaceFile(filepath.Join(s.root, s.rel), s.out); err != nil {
+			if err := replaceFile(s.root, s.rel, s.out); err != nil {
 				return err
 			}
 		}
@@ -115,26 +117,34 @@ func scrubAll(list []*script) error {
 	return nil
 }
 
-// replaceFile replaces the file at path rather than write through it: it
-// may be a link, or a hard link into a shared copy of the release. The new
-// file is created exclusively, so never one that someone planted.
-func replaceFile(path string, data []byte) error {
-	fi, err := os.Stat(path)
+// replaceFile replaces the file rel beneath root rather than write through
+// it: it may be a link, or a hard link into a shared copy of the release.
+// The new file is created exclusively, so never one that someone planted,
+// and every step goes through an os.Root on root, so none leaves the tree.
+func replaceFile(root, rel string, data []byte) error {
+	r, err := os.OpenRoot(root)
 	if err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".beam-driver-*")
+	defer r.Close()
+	rel = filepath.ToSlash(rel)
+	fi, err := r.Stat(rel)
+	if err != nil {
+		return fmt.Errorf("launch: %w", err)
+	}
+	tmp := path.Join(path.Dir(rel), fmt.Sprintf(".beam-driver-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	f, err := r.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("launch: %w", err)
 	}
 	_, werr := f.Write(data)
 	merr := f.Chmod(fi.Mode().Perm())
 	if err := errors.Join(werr, merr, f.Close()); err != nil {
-		os.Remove(f.Name())
+		_ = r.Remove(tmp)
 		return fmt.Errorf("launch: %w", err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
+	if err := r.Rename(tmp, rel); err != nil {
+		_ = r.Remove(tmp)
 		return fmt.Errorf("launch: %w", err)
 	}
 	return nil
@@ -188,6 +198,16 @@ func scriptsOf(r *release.Release) ([]*script, error) {
 		add("entrypoint.sh", plain, false)
 		return list, errors.Join(errs...)
 	}
+	if err := errors.Join(release.CheckName(r.Root, "the release name", r.Name),
+		release.CheckName(r.Root, "the release version", r.Version)); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(r.Root)
+	if err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	defer root.Close()
+	tree := root.FS()
 	bins := []string{filepath.Join("bin", r.Name), filepath.Join("bin", r.Name+"-"+r.Version)}
 	vsn := filepath.Join("releases", r.Version)
 	switch r.Kind {
@@ -213,13 +233,12 @@ func scriptsOf(r *release.Release) ([]*script, error) {
 	}
 	add(filepath.Join(vsn, "env.sh"), plain, false)
 	for _, dir := range []string{filepath.Join("bin", "hooks"), filepath.Join("bin", "extensions"), filepath.Join(vsn, "hooks")} {
-		werr := filepath.WalkDir(filepath.Join(r.Root, dir), func(p string, d fs.DirEntry, err error) error {
+		werr := fs.WalkDir(tree, filepath.ToSlash(dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			if d.Type().IsRegular() {
-				rel, _ := filepath.Rel(r.Root, p)
-				add(rel, plain, false)
+				add(filepath.FromSlash(p), plain, false)
 			}
 			if total > maxScripts {
 				return fs.SkipAll
@@ -230,13 +249,13 @@ func scriptsOf(r *release.Release) ([]*script, error) {
 			fail(werr)
 		}
 	}
-	ents, rerr := os.ReadDir(filepath.Join(r.Root, vsn))
+	ents, rerr := fs.ReadDir(tree, filepath.ToSlash(vsn))
 	if rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		fail(fmt.Errorf("launch: %w", rerr))
 	}
 	for _, e := range ents {
 		rel := filepath.Join(vsn, e.Name())
-		if total <= maxScripts && e.Type().IsRegular() && !seen[rel] && hasShebang(filepath.Join(r.Root, rel)) {
+		if total <= maxScripts && e.Type().IsRegular() && !seen[rel] && hasShebang(tree, filepath.ToSlash(rel)) {
 			add(rel, plain, false)
 		}
 	}
@@ -260,10 +279,10 @@ func hooksOf(b []byte) []string {
 	return out
 }
 
-// hasShebang reports whether the file at path starts with #!: a script,
-// which the driver scans whatever its interpreter.
-func hasShebang(path string) bool {
-	f, err := os.Open(path)
+// hasShebang reports whether the file name in tree starts with #!: a
+// script, which the driver scans whatever its interpreter.
+func hasShebang(tree fs.FS, name string) bool {
+	f, err := tree.Open(name)
 	if err != nil {
 		return false
 	}

@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,6 +40,16 @@ func PreCommand(rel *release.Release, argv []string, libs []string) (string, []s
 		return "", nil, fmt.Errorf(`pre-command %q: eval takes one expression, as ["eval", "MyApp.Release.migrate()"]`, release.Clip(strings.Join(argv, " ")))
 	}
 	expr := argv[1]
+	if rel.Kind != release.Shipment {
+		err := errors.Join(release.CheckName(rel.Root, "the release name", rel.Name),
+			release.CheckName(rel.Root, "the release version", rel.Version))
+		if rel.BundlesERTS {
+			err = errors.Join(err, release.CheckName(rel.Root, "the ERTS version", rel.ERTS))
+		}
+		if err != nil {
+			return "", nil, err
+		}
+	}
 	switch rel.Kind {
 	case release.Mix:
 		return filepath.Join(rel.Root, "bin", rel.Name), []string{"eval", expr}, nil

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,6 +83,16 @@ func Build(s Spec) (*Command, error) {
 	}
 	if s.Tree == "" {
 		s.Tree = s.Release.Root
+	}
+	// The names go into paths that root reads: check them here, where the
+	// paths are built, whatever checked them before.
+	if err := release.CheckName("the release", "name", s.Release.Name); err != nil {
+		return nil, fmt.Errorf("launch: %w", err)
+	}
+	if s.Release.Kind != release.Shipment || s.Release.Version != "" {
+		if err := release.CheckName("the release "+s.Release.Name, "version", s.Release.Version); err != nil {
+			return nil, fmt.Errorf("launch: %w", err)
+		}
 	}
 	owner, err := taskdir.Lookup(s.User)
 	if err != nil {
@@ -158,7 +169,7 @@ func mix(s Spec) (*Command, error) {
 		// and the client tools (remote, rpc).
 		env["ELIXIR_ERL_OPTIONS"] = strings.Join(append(distFlags(s.DistPort), s.extra...), " ")
 		// Clients must not try to listen on the node's port as well.
-		remote := filepath.Join(s.Tree, "releases", r.Version, "remote.vm.args")
+		remote := path.Join("releases", r.Version, "remote.vm.args")
 		if err := s.withLines(remote, "remote.vm.args", nil, "-dist_listen false"); err != nil {
 			return nil, err
 		}
@@ -172,7 +183,7 @@ func mix(s Spec) (*Command, error) {
 func relx(s Spec) (*Command, error) {
 	r := s.Release
 	script := r.Name + "-" + r.Version
-	if _, err := os.Stat(filepath.Join(s.Tree, "bin", script)); err != nil {
+	if _, err := release.StatIn(s.Tree, path.Join("bin", script)); err != nil {
 		script = r.Name
 	}
 	env := map[string]string{
@@ -196,8 +207,8 @@ func relx(s Spec) (*Command, error) {
 	}
 	head := append([]string{"-name " + node}, extra...)
 
-	src := filepath.Join(s.Tree, "releases", r.Version, "vm.args")
-	if _, err := os.Stat(src + ".src"); err == nil {
+	src := path.Join("releases", r.Version, "vm.args")
+	if _, err := release.StatIn(s.Tree, src+".src"); err == nil {
 		// Let relx replace ${VARS} itself, from our copy.
 		if err := s.withLines(src+".src", "vm.args.src", drop, head...); err != nil {
 			return nil, err
@@ -235,11 +246,11 @@ func distFlags(port int) []string {
 	}
 }
 
-// withLines writes the args file src, read from the plugin's copy of the
-// release, to name in s.Out, without the lines for which drop is true, and
-// with head prepended. A missing src is an empty file.
+// withLines writes the args file src, a slash path beneath the plugin's
+// copy of the release, to name in s.Out, without the lines for which drop
+// is true, and with head prepended. A missing src is an empty file.
 func (s Spec) withLines(src, name string, drop func(string) bool, head ...string) error {
-	data, err := release.ReadFile(src, release.MaxFileSize)
+	data, err := release.ReadIn(s.Tree, src, release.MaxFileSize)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("launch: %w", err)
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"unicode/utf8"
 )
 
@@ -61,6 +63,55 @@ func ReadFile(name string, limit int64) ([]byte, error) {
 	}
 	if int64(len(data)) > limit {
 		return nil, &tooLargeError{name, limit}
+	}
+	return data, nil
+}
+
+// ReadIn reads the file name, a slash path relative to the directory root,
+// like ReadFile. The path is resolved through an os.Root on root: neither
+// ".." nor a link may lead out of it. Use it for every file of a release
+// whose path holds a name read from the release (a version, a release
+// name), after checking that name with ValidName.
+func ReadIn(root, name string, limit int64) ([]byte, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return readFS(r.FS(), name, filepath.Join(root, filepath.FromSlash(name)), limit)
+}
+
+// StatIn is os.Stat of the slash path name beneath root, resolved as
+// ReadIn resolves it.
+func StatIn(root, name string) (fs.FileInfo, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.Stat(name)
+}
+
+// readFS reads name from fsys like ReadFile; full is the path errors give.
+func readFS(fsys fs.FS, name, full string, limit int64) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			pe.Path = full
+		}
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
+		return nil, &tooLargeError{full, limit}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: full, Err: err}
+	}
+	if int64(len(data)) > limit {
+		return nil, &tooLargeError{full, limit}
 	}
 	return data, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -79,24 +80,35 @@ func Find(dir, name string) (*Release, error) {
 }
 
 // Scan returns every release under dir, sorted by name.
+//
+// dir is a tree the plugin unpacked, and every name in it is the release
+// author's: the tree is read through an os.Root on dir, so that no path
+// built from a name read from a file (a version in start_erl.data, a .rel
+// file's name) resolves outside it, links included, and each such name is
+// checked with ValidName as it is read.
 func Scan(dir string) ([]*Release, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	t := tree{abs: abs, fsys: root.FS()}
 	var found []*Release
-	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+	err = fs.WalkDir(t.fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if !d.IsDir() {
 			return nil
 		}
-		rel, _ := filepath.Rel(abs, p)
-		if rel != "." && strings.Count(rel, string(filepath.Separator)) >= maxDepth {
+		if p != "." && strings.Count(p, "/") >= maxDepth {
 			return fs.SkipDir
 		}
-		rs, err := atRoot(p)
+		rs, err := t.atRoot(p)
 		if err != nil {
 			return err
 		}
@@ -117,13 +129,38 @@ func Scan(dir string) ([]*Release, error) {
 	return found, nil
 }
 
+// tree is a directory being scanned: abs, read through fsys, an os.Root's
+// file system on it. Names given to its methods are slash paths in fsys.
+type tree struct {
+	abs  string
+	fsys fs.FS
+}
+
+func (t tree) path(name string) string { return filepath.Join(t.abs, filepath.FromSlash(name)) }
+
+func (t tree) exists(name string) bool { _, err := fs.Stat(t.fsys, name); return err == nil }
+
+func (t tree) isDir(name string) bool {
+	fi, err := fs.Stat(t.fsys, name)
+	return err == nil && fi.IsDir()
+}
+
+func (t tree) isFile(name string) bool {
+	fi, err := fs.Stat(t.fsys, name)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func (t tree) read(name string, limit int64) ([]byte, error) {
+	return readFS(t.fsys, name, t.path(name), limit)
+}
+
 // atRoot returns the releases whose root is dir, if any.
-func atRoot(dir string) ([]*Release, error) {
-	if exists(filepath.Join(dir, "releases", "start_erl.data")) && isDir(filepath.Join(dir, "bin")) {
-		return otpReleases(dir)
+func (t tree) atRoot(dir string) ([]*Release, error) {
+	if t.exists(path.Join(dir, "releases", "start_erl.data")) && t.isDir(path.Join(dir, "bin")) {
+		return t.otpReleases(dir)
 	}
-	if exists(filepath.Join(dir, "entrypoint.sh")) {
-		r, err := shipment(dir)
+	if t.exists(path.Join(dir, "entrypoint.sh")) {
+		r, err := t.shipment(dir)
 		if err != nil {
 			return nil, err
 		}
@@ -134,58 +171,96 @@ func atRoot(dir string) ([]*Release, error) {
 
 // otpReleases reads a mix or relx release root. A relx output directory can
 // hold several releases, one releases/VSN/NAME.rel each.
-func otpReleases(dir string) ([]*Release, error) {
-	data, err := ReadFile(filepath.Join(dir, "releases", "start_erl.data"), MaxStartErlSize)
+func (t tree) otpReleases(dir string) ([]*Release, error) {
+	file := path.Join(dir, "releases", "start_erl.data")
+	data, err := t.read(file, MaxStartErlSize)
 	if err != nil {
 		return nil, err
 	}
 	fields := strings.Fields(string(data))
 	if len(fields) != 2 {
 		return nil, fmt.Errorf("%s: expected \"ERTS_VSN REL_VSN\", found %q; rebuild the release",
-			filepath.Join(dir, "releases", "start_erl.data"), Clip(strings.TrimSpace(string(data))))
+			t.path(file), Clip(strings.TrimSpace(string(data))))
 	}
 	erts, vsn := fields[0], fields[1]
+	if err := CheckName(t.path(file), "the ERTS version", erts); err != nil {
+		return nil, err
+	}
+	if err := CheckName(t.path(file), "the release version", vsn); err != nil {
+		return nil, err
+	}
 
-	rels, _ := filepath.Glob(filepath.Join(dir, "releases", "*", "*.rel"))
 	var names []string
-	for _, r := range rels {
-		n := strings.TrimSuffix(filepath.Base(r), ".rel")
-		if !slices.Contains(names, n) && isFile(filepath.Join(dir, "bin", n)) {
-			names = append(names, n)
+	for _, v := range t.versions(dir) {
+		ents, _ := fs.ReadDir(t.fsys, path.Join(dir, "releases", v))
+		for _, e := range ents {
+			n, ok := strings.CutSuffix(e.Name(), ".rel")
+			if ok && ValidName(n) && !slices.Contains(names, n) && t.isFile(path.Join(dir, "bin", n)) {
+				names = append(names, n)
+			}
 		}
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%s: no releases/VSN/NAME.rel with a matching bin/NAME script; is this a complete release?", dir)
+		return nil, fmt.Errorf("%s: no releases/VSN/NAME.rel with a matching bin/NAME script; is this a complete release?", t.path(dir))
 	}
 
 	kind := Relx
-	if exists(filepath.Join(dir, "releases", "COOKIE")) || exists(filepath.Join(dir, "releases", vsn, "elixir")) {
+	if t.exists(path.Join(dir, "releases", "COOKIE")) || t.exists(path.Join(dir, "releases", vsn, "elixir")) {
 		kind = Mix
 	}
-	bundles := len(ertsDirs(dir)) > 0
+	bundles := len(t.ertsDirs(dir)) > 0
 
 	var out []*Release
 	for _, n := range names {
 		out = append(out, &Release{
-			Root: dir, Name: n, Version: versionOf(dir, n, vsn), Kind: kind,
+			Root: t.path(dir), Name: n, Version: t.versionOf(dir, n, vsn), Kind: kind,
 			ERTS: erts, BundlesERTS: bundles,
 		})
 	}
 	return out, nil
 }
 
+// versions returns the names in dir/releases that can be versions, sorted.
+func (t tree) versions(dir string) []string {
+	ents, _ := fs.ReadDir(t.fsys, path.Join(dir, "releases"))
+	var out []string
+	for _, e := range ents {
+		if ValidName(e.Name()) && t.isDir(path.Join(dir, "releases", e.Name())) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
 // versionOf returns the version of release name: the one in start_erl.data
 // if that version has the release's .rel, otherwise the newest that does.
-func versionOf(dir, name, current string) string {
-	if exists(filepath.Join(dir, "releases", current, name+".rel")) {
+// current is a ValidName, and so is every version returned.
+func (t tree) versionOf(dir, name, current string) string {
+	if t.exists(path.Join(dir, "releases", current, name+".rel")) {
 		return current
 	}
-	rels, _ := filepath.Glob(filepath.Join(dir, "releases", "*", name+".rel"))
-	sort.Strings(rels)
-	if len(rels) == 0 {
+	var with []string
+	for _, v := range t.versions(dir) {
+		if t.isFile(path.Join(dir, "releases", v, name+".rel")) {
+			with = append(with, v)
+		}
+	}
+	if len(with) == 0 {
 		return current
 	}
-	return filepath.Base(filepath.Dir(rels[len(rels)-1]))
+	return with[len(with)-1]
+}
+
+func (t tree) ertsDirs(dir string) []string {
+	ents, _ := fs.ReadDir(t.fsys, dir)
+	var out []string
+	for _, e := range ents {
+		v, ok := strings.CutPrefix(e.Name(), "erts-")
+		if ok && ValidName(v) && t.isDir(path.Join(dir, e.Name())) {
+			out = append(out, path.Join(dir, e.Name()))
+		}
+	}
+	return out
 }
 
 var (
@@ -195,8 +270,8 @@ var (
 
 // shipment reads a `gleam export erlang-shipment` directory: entrypoint.sh
 // names the package with a PACKAGE= line.
-func shipment(dir string) (*Release, error) {
-	data, err := ReadFile(filepath.Join(dir, "entrypoint.sh"), MaxFileSize)
+func (t tree) shipment(dir string) (*Release, error) {
+	data, err := t.read(path.Join(dir, "entrypoint.sh"), MaxFileSize)
 	if err != nil {
 		return nil, err
 	}
@@ -208,17 +283,23 @@ func shipment(dir string) (*Release, error) {
 		}
 	}
 	if name == "" {
-		return nil, fmt.Errorf("%s: no PACKAGE= line; is this a `gleam export erlang-shipment` entrypoint?", filepath.Join(dir, "entrypoint.sh"))
+		return nil, fmt.Errorf("%s: no PACKAGE= line; is this a `gleam export erlang-shipment` entrypoint?", t.path(path.Join(dir, "entrypoint.sh")))
+	}
+	if err := CheckName(t.path(path.Join(dir, "entrypoint.sh")), "the package name", name); err != nil {
+		return nil, err
 	}
 	vsn := ""
-	app, err := ReadFile(filepath.Join(dir, name, "ebin", name+".app"), MaxFileSize)
+	app, err := t.read(path.Join(dir, name, "ebin", name+".app"), MaxFileSize)
 	if errors.Is(err, ErrTooLarge) {
 		return nil, err
 	}
 	if m := appVsn.FindSubmatch(app); m != nil {
 		vsn = string(m[1])
 	}
-	return &Release{Root: dir, Name: name, Version: vsn, Kind: Shipment}, nil
+	if vsn != "" && !ValidName(vsn) {
+		return nil, CheckName(t.path(path.Join(dir, name, "ebin", name+".app")), "the application version", vsn)
+	}
+	return &Release{Root: t.path(dir), Name: name, Version: vsn, Kind: Shipment}, nil
 }
 
 // Check reports whether the release can run on this host: a release without
@@ -236,9 +317,14 @@ func (r *Release) Check(hostERTS string) error {
 		}
 		return nil
 	}
-	for _, d := range ertsDirs(r.Root) {
-		beam := filepath.Join(d, "bin", "beam.smp")
-		if err := checkArch(beam); err != nil {
+	root, err := os.OpenRoot(r.Root)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", r.Name, err)
+	}
+	defer root.Close()
+	t := tree{abs: r.Root, fsys: root.FS()}
+	for _, d := range t.ertsDirs(".") {
+		if err := checkArch(root, path.Join(d, "bin", "beam.smp")); err != nil {
 			return fmt.Errorf("release %s: %w", r.Name, err)
 		}
 	}
@@ -255,8 +341,16 @@ var goarchToELF = map[string]elf.Machine{
 	"s390x":   elf.EM_S390,
 }
 
-func checkArch(bin string) error {
-	f, err := elf.Open(bin)
+func checkArch(root *os.Root, bin string) error {
+	file, err := root.Open(bin)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s is missing: the bundled erts is incomplete", bin)
+	}
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	f, err := elf.NewFile(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s is missing: the bundled erts is incomplete", bin)
 	}
@@ -268,21 +362,10 @@ func checkArch(bin string) error {
 	want, ok := goarchToELF[runtime.GOARCH]
 	if ok && f.Machine != want {
 		return fmt.Errorf("the bundled erts (%s) is built for %s, but this client is linux/%s; "+
-			"build the release on linux/%s or set include_erts: false", filepath.Base(filepath.Dir(filepath.Dir(bin))),
+			"build the release on linux/%s or set include_erts: false", path.Base(path.Dir(path.Dir(bin))),
 			f.Machine, runtime.GOARCH, runtime.GOARCH)
 	}
 	return nil
-}
-
-func ertsDirs(root string) []string {
-	m, _ := filepath.Glob(filepath.Join(root, "erts-*"))
-	var out []string
-	for _, d := range m {
-		if isDir(d) {
-			out = append(out, d)
-		}
-	}
-	return out
 }
 
 // maxNamed is how many releases an error lists.
@@ -299,9 +382,3 @@ func names(rs []*Release) string {
 	}
 	return strings.Join(s, ", ")
 }
-
-func exists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-func isDir(p string) bool { fi, err := os.Stat(p); return err == nil && fi.IsDir() }
-
-func isFile(p string) bool { fi, err := os.Stat(p); return err == nil && fi.Mode().IsRegular() }

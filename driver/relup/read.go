@@ -27,6 +27,10 @@ const (
 // see release.ReadFile.
 func readFile(name string, limit int64) ([]byte, error) { return releasefile.ReadFile(name, limit) }
 
+// isPathElem reports whether s, read from a release, can name a file in
+// a directory: the driver's one check of such names, release.ValidName.
+func isPathElem(s string) bool { return releasefile.ValidName(s) }
+
 // clip shortens s for quoting; see release.Clip.
 func clip(s string) string { return releasefile.Clip(s) }
 

@@ -190,10 +190,6 @@ func onlyRelFile(dir string) (string, error) {
 	return "", fmt.Errorf("relup: %s holds several .rel files (%s); name the release to use", dir, listClipped(names))
 }
 
-// isPathElem reports whether s can name a file in a directory.
-func isPathElem(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, `/\`)
-}
 
 // consultFile reads a file of terms the way file:consult/1 does, if it
 // holds at most limit bytes.
@@ -243,7 +239,7 @@ func (p *Package) readRel() error {
 	if ok {
 		p.ERTS, ok = eterm.AsString(erts[1])
 	}
-	if !ok {
+	if !ok || !isPathElem(p.ERTS) {
 		return bad("the emulator version is not {erts, Vsn}")
 	}
 	apps, ok := eterm.AsList(rel[3])
@@ -254,6 +250,10 @@ func (p *Package) readRel() error {
 		app, ok := parseApp(a)
 		if !ok {
 			return bad(fmt.Sprintf("application %d is not {App, Vsn[, Type][, IncApps]}: %s", i+1, clip(string(eterm.Format(a)))))
+		}
+		// lib/NAME-VSN becomes a path.
+		if !isPathElem(app.Name) || !isPathElem(app.Version) {
+			return bad(fmt.Sprintf("application %d has an invalid name or version: %s", i+1, clip(string(eterm.Format(a)))))
 		}
 		p.Apps = append(p.Apps, app)
 	}

@@ -95,13 +95,14 @@ func (d *Dir) ReadFile(rel string, max int64) ([]byte, error) {
 	return ReadFile(d.root, rel, max)
 }
 
-// ReadFile reads name in r, failing on anything but a regular file with
-// one link, or on more than max bytes. A second link may be a hard link the
-// task made to a file it could not read itself (where the host allows
-// that), which the plugin, root, must not read for it.
+// ReadFile reads name in r, failing on a symbolic link anywhere in name,
+// on anything but a regular file with one link, or on more than max bytes.
+// A symbolic link, even one that stays in r, or a second hard link may
+// lead to a file the task could not read itself, which the plugin, root,
+// must not read for it.
 func ReadFile(r *os.Root, name string, max int64) ([]byte, error) {
 	// O_NONBLOCK: a FIFO the task put there must not hang the plugin.
-	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := OpenFile(r, name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +196,7 @@ func WriteFile(r *os.Root, name string, data []byte, mode fs.FileMode, o Owner) 
 	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("replace %s: %w", name, err)
 	}
-	f, err := r.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	f, err := OpenFile(r, name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
@@ -209,22 +210,33 @@ func WriteFile(r *os.Root, name string, data []byte, mode fs.FileMode, o Owner) 
 }
 
 // Mkdir makes the directory name in r, owned by o. It fails if anything is
-// there already.
+// there already, or if what it then opens at name is not the directory it
+// made (one the task renamed into place).
 func Mkdir(r *os.Root, name string, mode fs.FileMode, o Owner) error {
 	if err := r.Mkdir(name, mode); err != nil {
 		return fmt.Errorf("create %s: %w", name, err)
 	}
-	return ChownDir(r, name, mode, o)
+	return chownDir(r, name, mode, o, true)
 }
 
 // ChownDir gives the directory name in r to o, with mode, through a file
-// descriptor: a name the task swapped for a link is refused.
+// descriptor: a name the task swapped for a link, or one reached through a
+// link, is refused.
 func ChownDir(r *os.Root, name string, mode fs.FileMode, o Owner) error {
-	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	return chownDir(r, name, mode, o, false)
+}
+
+func chownDir(r *os.Root, name string, mode fs.FileMode, o Owner, fresh bool) error {
+	f, err := OpenFile(r, name, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)
 	}
 	defer f.Close()
+	if fresh {
+		if fi, err := f.Stat(); err != nil || !ownedByPlugin(fi) {
+			return fmt.Errorf("chown %s: replaced while it was being created", name)
+		}
+	}
 	if err := errors.Join(f.Chmod(mode), o.chown(f)); err != nil {
 		return fmt.Errorf("chown %s: %w", name, err)
 	}

@@ -179,3 +179,27 @@ func BenchmarkBombs(b *testing.B) {
 		})
 	}
 }
+
+// TestReaderChargesHardLinks: a hard link costs its target's size, as the
+// task's copy of the tree and the cache's accounting count it. The bomb of
+// the review, one file and many links to it, is refused; a release with a
+// few links under the limit still unpacks.
+func TestReaderChargesHardLinks(t *testing.T) {
+	big := strings.Repeat("x", 64<<10)
+	bomb := []entry{file("big", big)}
+	for i := range 300 {
+		bomb = append(bomb, hardlink(fmt.Sprintf("l%d", i), "big"))
+	}
+	refused(t, Limits{MaxBytes: 1 << 20}, "counting each hard link as a copy", bomb...)
+
+	ok := []entry{file("big", big), hardlink("l1", "big"), hardlink("l2", "big")}
+	dst := t.TempDir()
+	if err := Reader(bytes.NewReader(archive(t, true, ok...)), dst, Limits{MaxBytes: 3 * 64 << 10}); err != nil {
+		t.Fatalf("three names of 64 KiB under a 192 KiB limit: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "l2")); err != nil || fi.Size() != 64<<10 {
+		t.Errorf("l2: %v", err)
+	}
+	// One byte less and the third name does not fit.
+	refused(t, Limits{MaxBytes: 3*64<<10 - 1}, "counting each hard link as a copy", ok...)
+}

@@ -290,6 +290,17 @@ func (u *unpacker) hardLink(name, linkname string) error {
 	if err != nil || !fi.Mode().IsRegular() {
 		return fmt.Errorf("hard link to %s, which is not a regular file written earlier in this archive", q(linkname))
 	}
+	// One size rule for the unpack, the cache's accounting and every copy
+	// of the tree: a name costs the size of its file, however many names
+	// the file has. A hard link is free in a tarball, but each task gets a
+	// copy of the tree with every link a file of its own, and the cache
+	// counts each name: charged at nothing, one large file and thousands
+	// of links to it would pass the limit and fill the disk.
+	if u.bytes+fi.Size() > u.lim.MaxBytes {
+		return fmt.Errorf("unpacked size would exceed %d bytes, counting each hard link as a copy of %s, as a task's copy of the release is; "+
+			"refusing a possible hard-link bomb", u.lim.MaxBytes, q(linkname))
+	}
+	u.bytes += fi.Size()
 	_ = u.root.Remove(name)
 	if err := u.root.Link(target, name); err != nil {
 		return errors.New("hard link: " + err.Error())
