@@ -17,9 +17,9 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/launch"
-	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/release"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/relup"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // taskLogs opens the task's stdout and stderr for the driver's own writes,

@@ -190,7 +190,6 @@ func onlyRelFile(dir string) (string, error) {
 	return "", fmt.Errorf("relup: %s holds several .rel files (%s); name the release to use", dir, listClipped(names))
 }
 
-
 // consultFile reads a file of terms the way file:consult/1 does, if it
 // holds at most limit bytes.
 func consultFile(file string, limit int64) ([]eterm.Term, error) {
