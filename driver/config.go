@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/hashicorp/nomad/plugins/drivers/fsisolation"
 	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
 )
 
 const (
@@ -97,6 +99,8 @@ var (
 			hclspec.NewAttr("max_unpacked_mb", "number", false),
 			hclspec.NewLiteral("4096"),
 		),
+		"sources":    namespacesSpec("sources"),
+		"node_names": namespacesSpec("node_names"),
 	})
 
 	// taskConfigSpec is the task's config { ... } block in a jobspec.
@@ -217,6 +221,15 @@ type Config struct {
 	// ReadWritePaths are host directories that every confined task of
 	// the client may also write, such as a shared log directory.
 	ReadWritePaths []string `codec:"read_write_paths"`
+	// Sources is the per-namespace source policy: the prefixes of the
+	// release sources a namespace's tasks may fetch. Without it any
+	// source goes, with the plugin's network and credentials.
+	Sources *Namespaces `codec:"sources"`
+	// NodeNames lists, per namespace, the node_name patterns a task may
+	// take. Without it any name goes, first come first served.
+	NodeNames *Namespaces `codec:"node_names"`
+
+	policies map[string]*fetch.Policy // Sources, parsed by validate
 }
 
 // dynamicDefault as default_user gives each task a dynamic workload user.
@@ -291,5 +304,5 @@ func (c *Config) validate() error {
 		}
 		c.FileRoots[i] = filepath.Clean(r)
 	}
-	return nil
+	return c.validatePolicies()
 }

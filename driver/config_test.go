@@ -171,3 +171,49 @@ func TestTaskFilesInSecretsOrLocal(t *testing.T) {
 		}
 	}
 }
+
+func TestPluginConfigPolicies(t *testing.T) {
+	var c Config
+	hclutils.NewConfigParser(configSpec).ParseHCL(t, `
+config {
+  sources {
+    namespace "team-a" { allow = ["s3://team-a-releases/", "https://artifacts.example.com/team-a/"] }
+    namespace "*"      { allow = ["/srv/releases/shared/"] }
+  }
+  node_names {
+    namespace "team-a" { allow = ["shop-*"] }
+  }
+}`, &c)
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := c.sourcePolicy("team-a")
+	if a.Check("s3://team-a-releases/app.tar.gz") != nil || a.Check("s3://team-b-releases/app.tar.gz") == nil {
+		t.Errorf("team-a's policy: %+v", a)
+	}
+	if b := c.sourcePolicy("team-b"); b.Check("/srv/releases/shared/x.tar.gz") != nil || b.Check("s3://team-a-releases/app.tar.gz") == nil {
+		t.Errorf("team-b falls back to *: %+v", b)
+	}
+	task := func(ns string) *drivers.TaskConfig { return &drivers.TaskConfig{Namespace: ns} }
+	if err := c.checkNodeName(task("team-a"), "shop-1@10.0.0.1"); err != nil {
+		t.Error(err)
+	}
+	if err := c.checkNodeName(task("team-b"), "shop-1"); err == nil || !strings.Contains(err.Error(), `namespace "team-b"`) {
+		t.Errorf("team-b took shop-1: %v", err)
+	}
+	if err := c.checkNodeName(task("team-b"), ""); err != nil {
+		t.Errorf("a default name: %v", err)
+	}
+	var none Config
+	hclutils.NewConfigParser(configSpec).ParseHCL(t, `config {}`, &none)
+	if err := none.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if none.Sources != nil || none.sourcePolicy("x") != nil || none.checkNodeName(task("x"), "anything") != nil {
+		t.Errorf("without the blocks, no policy: %+v", none.Sources)
+	}
+	bad := Config{DataDir: "/x", EPMDPort: 4369, Sources: &Namespaces{Namespace: map[string]NamespaceRule{"a": {Allow: []string{"ftp://x/"}}}}}
+	if err := bad.validate(); err == nil || !strings.Contains(err.Error(), `sources { namespace "a" } allow[0]`) {
+		t.Errorf("bad prefix: %v", err)
+	}
+}

@@ -98,6 +98,11 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 		d.clientConfig = cfg.AgentConfig.Driver
 	}
 	d.host.setPath(c.ErlPath)
+	if c.Sources == nil {
+		d.logger.Warn("no sources block in the plugin config: any job may fetch any source with this client's network " +
+			"and cloud credentials, loopback and other teams' buckets included; on a client that several teams share, " +
+			"set sources { namespace \"NAME\" { allow = [...] } }")
+	}
 	return nil
 }
 

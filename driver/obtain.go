@@ -35,7 +35,13 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 		return nil, d.fail(cfg, "%v", err)
 	}
 	src := fetch.Redact(rel.Source)
-	fetcher := d.fetcher().WithRetry(func(attempt int, err error, wait time.Duration) {
+	// Before the cache too: a cached release is reused only for a source
+	// the task's namespace may fetch.
+	policy := pcfg.sourcePolicy(cfg.Namespace)
+	if err := policy.Check(rel.Source); err != nil {
+		return nil, d.fail(cfg, "Fetch refused: %v", err)
+	}
+	fetcher := d.fetcher().WithPolicy(policy, pcfg.agentAddrs()).WithRetry(func(attempt int, err error, wait time.Duration) {
 		d.event(cfg, "Fetch attempt %d failed, retrying in %s: %v", attempt, wait.Round(100*time.Millisecond), err)
 	})
 

@@ -63,6 +63,10 @@ func (d *Driver) prepare(ctx context.Context, cfg *drivers.TaskConfig, tc *TaskC
 	if err != nil {
 		return nil, d.fail(cfg, "%v", err)
 	}
+	pcfg, _ := d.cfg()
+	if err := pcfg.checkNodeName(cfg, tc.NodeName); err != nil {
+		return nil, d.fail(cfg, "%v", err)
+	}
 	if d.claimed(cfg, node) {
 		return nil, d.fail(cfg, "node name %s belongs to another allocation on this client; set another node_name", shortName(node))
 	}

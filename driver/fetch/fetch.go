@@ -55,6 +55,8 @@ type Config struct {
 type Fetcher struct {
 	cfg     Config
 	schemes map[string]source
+	// policy, when set, is checked before any request; see WithPolicy.
+	policy *Policy
 	// OnRetry, when set, is told about each transient failure before the
 	// wait that follows it.
 	OnRetry func(attempt int, err error, wait time.Duration)
@@ -165,6 +167,9 @@ func (f *Fetcher) Download(ctx context.Context, source, dst string, progress Pro
 }
 
 func (f *Fetcher) get(ctx context.Context, source, dst string, lim limit, progress Progress) (int64, error) {
+	if err := f.policy.Check(source); err != nil {
+		return 0, err
+	}
 	u, src, err := f.parse(source)
 	if err != nil {
 		return 0, err
@@ -258,11 +263,26 @@ func (f *Fetcher) Checksum(ctx context.Context, source string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Only a digest is ever quoted: the file is the store's, and
+	// anything else in it is not the driver's to repeat.
 	fields := strings.Fields(string(b))
-	if len(fields) == 0 || len(fields[0]) != 64 {
+	if len(fields) == 0 || !isHexDigest(fields[0]) {
 		return "", permanent("%s does not hold a sha256 (expected the output of sha256sum)", Redact(side))
 	}
 	return strings.ToLower(fields[0]), nil
+}
+
+// isHexDigest reports whether s is a sha256 in hex: 64 hex digits.
+func isHexDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // sidecar returns the source of the .sha256 file next to source, without

@@ -62,6 +62,12 @@ func (s *httpSource) download(ctx context.Context, u *url.URL, out *sink) (int64
 // scrub rewrites an error from net/http, which quotes the full URL, so that
 // it quotes the redacted one.
 func scrub(err error, source string) error {
+	// A refusal of the source policy, at a dial or a redirect, names no
+	// URL of the request and stays a permanent refusal.
+	var re *refusedError
+	if errors.As(err, &re) {
+		return &PermanentError{re}
+	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return fmt.Errorf("%s", strings.ReplaceAll(ue.Err.Error(), source, Redact(source)))
