@@ -58,8 +58,13 @@ func (d *Driver) sandboxFor(cfg *drivers.TaskConfig) (sandbox.Spec, error) {
 			s.ReadOnly = append(s.ReadOnly, root)
 		}
 	}
+	// The task's own directories, one by one: never the task directory
+	// whole, whose private/ holds what Nomad keeps from the task (the
+	// Vault token it rewrites as root on renewal). Landlock rules only
+	// add rights, so a grant of the parent could not be taken back.
 	td := cfg.TaskDir()
-	s.ReadWrite = append(append([]string{td.Dir, td.SharedAllocDir}, sandbox.Devices...), pcfg.ReadWritePaths...)
+	own := []string{td.LocalDir, td.SecretsDir, filepath.Join(td.Dir, "tmp"), td.SharedAllocDir}
+	s.ReadWrite = append(append(own, sandbox.Devices...), pcfg.ReadWritePaths...)
 	return s, nil
 }
 

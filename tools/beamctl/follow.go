@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,10 +42,11 @@ func runFollow(args []string, stdout, stderr io.Writer) int {
 	var f jobFlags
 	var pointer, endpoint string
 	var every, timeout time.Duration
-	var once, pathStyle, noFallback bool
+	var once, pathStyle, noFallback, insecure bool
 	fs := newFlags("follow", followHelp, stderr)
 	f.register(fs)
 	fs.StringVar(&pointer, "pointer", "", "the pointer file: s3://, gs://, https:// or a path (required)")
+	fs.BoolVar(&insecure, "insecure-pointer", false, "allow an http:// pointer, whose content (pre-commands included) anyone on the path can replace")
 	fs.DurationVar(&every, "interval", 30*time.Second, "how often to read the pointer")
 	fs.BoolVar(&once, "once", false, "read the pointer once, ship if it moved, and exit")
 	fs.BoolVar(&noFallback, "no-fallback", false, "do not deploy in full after a failed hot canary")
@@ -56,6 +58,10 @@ func runFollow(args []string, stdout, stderr io.Writer) int {
 	}
 	if f.job == "" || pointer == "" || fs.NArg() > 0 || every < time.Second {
 		fmt.Fprintln(stderr, "beamctl follow: give -job and -pointer (and an -interval of at least 1s); see beamctl follow -help")
+		return exitUsage
+	}
+	if err := checkPointer(pointer, insecure); err != nil {
+		fmt.Fprintf(stderr, "beamctl follow: %v\n", err)
 		return exitUsage
 	}
 	// Nomad stops a service with SIGTERM: a rollout in progress ends as
@@ -85,6 +91,17 @@ func runFollow(args []string, stdout, stderr io.Writer) int {
 		case <-time.After(every):
 		}
 	}
+}
+
+// checkPointer refuses an http:// pointer unless insecure is set: a man
+// in the middle could replace its pre-commands, and a sha256 inside it
+// pins nothing, since it comes over the same connection.
+func checkPointer(pointer string, insecure bool) error {
+	if strings.HasPrefix(strings.ToLower(pointer), "http://") && !insecure {
+		return fmt.Errorf("-pointer %s is plain http://, so anyone on the network path can change the version, sha256 and "+
+			"pre-commands it gives; use https://, s3:// or gs://, or pass -insecure-pointer to accept that", fetch.Redact(pointer))
+	}
+	return nil
 }
 
 // followOnce reads the pointer and ships its version unless it is the one
