@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -56,6 +57,11 @@ func (n *Namespaces) rule(block, ns string) (NamespaceRule, string) {
 	return NamespaceRule{}, fmt.Sprintf("%s (which has no block for namespace %q)", block, ns)
 }
 
+// AllowAny, alone in a namespace's allow list, lets its tasks fetch any
+// source, as without a sources block: for a namespace the operator trusts
+// with the client's network and credentials.
+const AllowAny = "*"
+
 // sourcePolicies parses the sources block into one policy per namespace
 // it names, or says which prefix is wrong.
 func sourcePolicies(n *Namespaces) (map[string]*fetch.Policy, error) {
@@ -70,6 +76,12 @@ func sourcePolicies(n *Namespaces) (map[string]*fetch.Policy, error) {
 	sort.Strings(names)
 	for _, ns := range names {
 		p := &fetch.Policy{Where: fmt.Sprintf("sources { namespace %q }", ns)}
+		if slices.Contains(n.Namespace[ns].Allow, AllowAny) {
+			// The operator trusts this namespace with the plugin's
+			// network and credentials: no policy.
+			out[ns] = nil
+			continue
+		}
 		for i, a := range n.Namespace[ns].Allow {
 			pr, err := fetch.ParsePrefix(a)
 			if err != nil {

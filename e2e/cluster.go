@@ -67,8 +67,10 @@ type Cluster struct {
 // until the Nomad client reports the beam driver healthy. Its client
 // places tasks' ports in 20000–29999: Nomad gives a stopping allocation's
 // ports to new ones at once, so a wide range makes a clash rare.
+// Its plugin has the source policy of sourceLines: namespaces team-a and
+// team-b each fetch from a prefix of their own.
 func Start(root, dir string, stores *Stores) (*Cluster, error) {
-	return StartClients(root, dir, stores, 1, 20000, 29999)
+	return StartClients(root, dir, stores, 1, 20000, 29999, sourceLines()...)
 }
 
 // StartClients starts a cluster with n Nomad clients: the first shares its
@@ -227,6 +229,19 @@ func (c *Cluster) loopbackAgent(name, dataDir, beamDir string, p agentPorts, fro
 			ConsulAddr: fmt.Sprintf("127.0.0.1:%d", p.ConsulHTTP), ConsulToken: readToken,
 			S3Addr: c.stores.S3Addr, FileRoot: filepath.Join(c.Root, "build", "releases"),
 			Lines: c.pluginLines, RawExec: true, SmallUnpackLimit: true},
+	}
+}
+
+// sourceLines is the main cluster's source policy: the default namespace
+// as before (any source), and two teams with a prefix of the S3 bucket
+// each. See Start and trust_test.go.
+func sourceLines() []string {
+	return []string{
+		"sources {",
+		`  namespace "default" { allow = ["*"] }`,
+		fmt.Sprintf(`  namespace "team-a" { allow = ["s3://%s/team-a/"] }`, Bucket),
+		fmt.Sprintf(`  namespace "team-b" { allow = ["s3://%s/team-b/"] }`, Bucket),
+		"}",
 	}
 }
 

@@ -22,6 +22,10 @@ variable "cluster_service" {
   type    = string
   default = ""
 }
+variable "tls" {
+  type    = bool
+  default = false
+}
 
 job "hostile" {
   id          = var.job
@@ -66,6 +70,21 @@ job "hostile" {
         dist_port       = "dist"
         cookie_file     = "secrets/erlang.cookie"
         cluster_service = var.cluster_service
+
+        tls = var.tls ? [{
+          cert_file = "secrets/dist.crt"
+          key_file  = "secrets/dist.key"
+          ca_file   = "secrets/ca.crt"
+        }] : []
+      }
+
+      dynamic "template" {
+        for_each = var.tls ? ["tls_cert:dist.crt", "tls_key:dist.key", "tls_ca:ca.crt"] : []
+        content {
+          data        = "{{ with nomadVar \"nomad/jobs/${var.job}\" }}{{ index . \"${split(":", template.value)[0]}\" }}{{ end }}"
+          destination = "secrets/${split(":", template.value)[1]}"
+          perms       = "0400"
+        }
       }
 
       template {
