@@ -72,9 +72,12 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 	pcfg, _ := d.cfg()
 	verifier := &peers.Verifier{Lister: lister, Namespace: ns, JobID: cfg.JobID, Label: tc.DistPort,
 		MinAge: time.Second, MaxAge: 10 * time.Second}
-	resolver := &peers.Resolver{Names: func(host netip.Addr) (map[int]string, error) {
-		return epmd.Names(netip.AddrPortFrom(host, uint16(pcfg.EPMDPort)).String(), 2*time.Second)
-	}}
+	resolver := &peers.Resolver{
+		Port: func(host netip.Addr, name string) (int, error) {
+			return epmd.PortPlease(netip.AddrPortFrom(host, uint16(pcfg.EPMDPort)).String(), name, 2*time.Second)
+		},
+		NameOf: func(allocID string) string { return shortNodeName(cfg.JobName, allocID, tc.NodeName) },
+	}
 	warned, events := &peers.Seen{Max: 1024}, 0
 	var index uint64
 	var last string

@@ -177,8 +177,10 @@ func TestPluginConfigPolicies(t *testing.T) {
 	hclutils.NewConfigParser(configSpec).ParseHCL(t, `
 config {
   sources {
+    namespace "default" { allow = ["*"] }
     namespace "team-a" { allow = ["s3://team-a-releases/", "https://artifacts.example.com/team-a/"] }
     namespace "*"      { allow = ["/srv/releases/shared/"] }
+    namespace "team-c" { allow = ["s3://team-c-releases/"] }
   }
   node_names {
     namespace "team-a" { allow = ["shop-*"] }
@@ -193,6 +195,12 @@ config {
 	}
 	if b := c.sourcePolicy("team-b"); b.Check("/srv/releases/shared/x.tar.gz") != nil || b.Check("s3://team-a-releases/app.tar.gz") == nil {
 		t.Errorf("team-b falls back to *: %+v", b)
+	}
+	if c.sourcePolicy("default") != nil || c.sourcePolicy("") != nil {
+		t.Errorf(`allow = ["*"] is no policy: %+v`, c.sourcePolicy("default"))
+	}
+	if cp := c.sourcePolicy("team-c"); cp.Check("s3://team-c-releases/x") != nil || cp.Check("s3://team-a-releases/x") == nil {
+		t.Errorf("team-c's policy (each namespace its own list): %+v", cp)
 	}
 	task := func(ns string) *drivers.TaskConfig { return &drivers.TaskConfig{Namespace: ns} }
 	if err := c.checkNodeName(task("team-a"), "shop-1@10.0.0.1"); err != nil {
@@ -212,7 +220,7 @@ config {
 	if none.Sources != nil || none.sourcePolicy("x") != nil || none.checkNodeName(task("x"), "anything") != nil {
 		t.Errorf("without the blocks, no policy: %+v", none.Sources)
 	}
-	bad := Config{DataDir: "/x", EPMDPort: 4369, Sources: &Namespaces{Namespace: map[string]NamespaceRule{"a": {Allow: []string{"ftp://x/"}}}}}
+	bad := Config{DataDir: "/x", EPMDPort: 4369, Sources: &Namespaces{Namespace: map[string]*NamespaceRule{"a": {Allow: []string{"ftp://x/"}}}}}
 	if err := bad.validate(); err == nil || !strings.Contains(err.Error(), `sources { namespace "a" } allow[0]`) {
 		t.Errorf("bad prefix: %v", err)
 	}

@@ -25,8 +25,11 @@ import (
 //
 // A namespace without a block of its own gets the "*" block's, if any,
 // and otherwise nothing.
+//
+// The values are pointers: decoded into a map of structs, msgpack reuses
+// one struct, and every namespace would get the last one's list.
 type Namespaces struct {
-	Namespace map[string]NamespaceRule `codec:"namespace"`
+	Namespace map[string]*NamespaceRule `codec:"namespace"`
 }
 
 // NamespaceRule is one namespace's part of a Namespaces block.
@@ -48,11 +51,11 @@ func (n *Namespaces) rule(block, ns string) (NamespaceRule, string) {
 	if ns == "" {
 		ns = "default"
 	}
-	if r, ok := n.Namespace[ns]; ok {
-		return r, fmt.Sprintf("%s { namespace %q }", block, ns)
+	if r, ok := n.Namespace[ns]; ok && r != nil {
+		return *r, fmt.Sprintf("%s { namespace %q }", block, ns)
 	}
-	if r, ok := n.Namespace["*"]; ok {
-		return r, fmt.Sprintf(`%s { namespace "*" }`, block)
+	if r, ok := n.Namespace["*"]; ok && r != nil {
+		return *r, fmt.Sprintf(`%s { namespace "*" }`, block)
 	}
 	return NamespaceRule{}, fmt.Sprintf("%s (which has no block for namespace %q)", block, ns)
 }
@@ -76,13 +79,17 @@ func sourcePolicies(n *Namespaces) (map[string]*fetch.Policy, error) {
 	sort.Strings(names)
 	for _, ns := range names {
 		p := &fetch.Policy{Where: fmt.Sprintf("sources { namespace %q }", ns)}
-		if slices.Contains(n.Namespace[ns].Allow, AllowAny) {
+		rule := n.Namespace[ns]
+		if rule == nil {
+			rule = &NamespaceRule{}
+		}
+		if slices.Contains(rule.Allow, AllowAny) {
 			// The operator trusts this namespace with the plugin's
 			// network and credentials: no policy.
 			out[ns] = nil
 			continue
 		}
-		for i, a := range n.Namespace[ns].Allow {
+		for i, a := range rule.Allow {
 			pr, err := fetch.ParsePrefix(a)
 			if err != nil {
 				return nil, fmt.Errorf("sources { namespace %q } allow[%d]: %w", ns, i, err)
@@ -168,6 +175,9 @@ func (c *Config) validatePolicies() error {
 	c.policies = p
 	if c.NodeNames != nil {
 		for ns, r := range c.NodeNames.Namespace {
+			if r == nil {
+				continue
+			}
 			for i, pat := range r.Allow {
 				if _, err := path.Match(pat, ""); err != nil || pat == "" {
 					return fmt.Errorf("node_names { namespace %q } allow[%d] = %q is not a pattern such as \"team-a-*\"", ns, i, pat)

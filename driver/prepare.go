@@ -223,11 +223,7 @@ func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, int, error)
 			}
 			name := tc.NodeName
 			if name == "" {
-				short := cfg.AllocID
-				if len(short) > 8 {
-					short = short[:8]
-				}
-				name = strings.Trim(nodeUnsafe.ReplaceAllString(cfg.JobName, "-"), "-") + "-" + short
+				name = shortNodeName(cfg.JobName, cfg.AllocID, "")
 			}
 			if !strings.Contains(name, "@") {
 				host := p.HostIP
@@ -245,6 +241,19 @@ func nodeName(cfg *drivers.TaskConfig, tc *TaskConfig) (string, int, int, error)
 	}
 	return "", 0, 0, fmt.Errorf("dist_port = %q is not a port of this task's group network (ports: %s); "+
 		"add it to the group's network block: port %q {}", tc.DistPort, strings.Join(ports, ", "), tc.DistPort)
+}
+
+// shortNodeName is the node name, without @host, that the driver gives an
+// allocation of job: the task's node_name, else JOB-ALLOC8.
+func shortNodeName(job, allocID, nodeName string) string {
+	if nodeName != "" {
+		short, _, _ := strings.Cut(nodeName, "@")
+		return short
+	}
+	if len(allocID) > 8 {
+		allocID = allocID[:8]
+	}
+	return strings.Trim(nodeUnsafe.ReplaceAllString(job, "-"), "-") + "-" + allocID
 }
 
 // mergeEnv returns base with the keys of over replaced or added, and the

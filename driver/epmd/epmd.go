@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -325,6 +326,12 @@ func (s *Server) portPlease2(c net.Conn, name string) {
 	_, _ = c.Write(portReply(e))
 }
 
+// fromLoopback reports whether c's peer is on this host's loopback.
+func fromLoopback(c net.Conn) bool {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
 // portReply is the PORT2_RESP for a known node.
 func portReply(e Entry) []byte {
 	out := []byte{port2Resp, 0}
@@ -339,10 +346,18 @@ func portReply(e Entry) []byte {
 	return out
 }
 
+// names answers NAMES: with every node the driver started for a local
+// peer (net_adm:names/0 on this host), and with none for any other. A
+// remote peer looks a node up by its name (PORT_PLEASE2), as clustering
+// does; the list of every tenant's nodes is not its business.
 func (s *Server) names(c net.Conn) {
 	_, portStr, _ := net.SplitHostPort(s.ln.Addr().String())
 	var port uint32
 	_, _ = fmt.Sscan(portStr, &port)
+	if !fromLoopback(c) {
+		_, _ = c.Write(binary.BigEndian.AppendUint32(nil, port))
+		return
+	}
 	s.mu.Lock()
 	all := make(map[string]int, len(s.known))
 	for n, e := range s.known {

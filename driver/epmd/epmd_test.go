@@ -158,3 +158,41 @@ func TestServer(t *testing.T) {
 		t.Fatalf("NAMES after Remove = %q", got)
 	}
 }
+
+// remoteConn is a connection whose peer claims another host's address.
+type remoteConn struct {
+	net.Conn
+	from net.Addr
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return c.from }
+
+// A remote peer gets no list of the nodes (every tenant's) from NAMES; it
+// looks one up by name, as PortPlease, the clustering lookup, does.
+func TestNamesOnlyForLocalPeers(t *testing.T) {
+	s, addr := start(t, nil, defaultLimits)
+	_ = s.Set("shop-1234abcd", 24002, "task-a")
+
+	srv, cli := net.Pipe()
+	defer cli.Close()
+	go func() {
+		s.names(remoteConn{srv, &net.TCPAddr{IP: net.ParseIP("10.0.0.7"), Port: 40000}})
+		srv.Close()
+	}()
+	b, _ := io.ReadAll(cli)
+	if len(b) != 4 {
+		t.Errorf("remote NAMES answered %q, want the port and no names", b[min(4, len(b)):])
+	}
+	if got := names(t, addr); got != "name shop-1234abcd at port 24002\n" {
+		t.Errorf("local NAMES = %q", got)
+	}
+	if p, err := PortPlease(addr, "shop-1234abcd", time.Second); err != nil || p != 24002 {
+		t.Errorf("PortPlease = %d, %v", p, err)
+	}
+	if p, err := PortPlease(addr, "nobody", time.Second); err != nil || p != 0 {
+		t.Errorf("PortPlease of an unknown node = %d, %v", p, err)
+	}
+	if _, err := PortPlease(addr, "bad name", time.Second); err == nil {
+		t.Error("PortPlease sent an invalid name")
+	}
+}

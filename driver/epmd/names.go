@@ -1,6 +1,7 @@
 package epmd
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,41 @@ func Names(addr string, timeout time.Duration) (map[int]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// PortPlease asks the port mapper at addr (host:port) for the
+// distribution port of the node called name (PORT_PLEASE2), the way a
+// node looks a peer up. It returns 0 and no error when the port mapper
+// knows no such node.
+func PortPlease(addr, name string, timeout time.Duration) (int, error) {
+	if !ValidName(name) {
+		return 0, fmt.Errorf("epmd: invalid node name %q", name)
+	}
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	req := binary.BigEndian.AppendUint16(nil, uint16(1+len(name)))
+	req = append(append(req, portPlease2Req), name...)
+	if _, err := c.Write(req); err != nil {
+		return 0, err
+	}
+	var head [4]byte
+	if _, err := io.ReadFull(c, head[:2]); err != nil {
+		return 0, fmt.Errorf("epmd: PORT_PLEASE2 reply: %w", err)
+	}
+	if head[0] != port2Resp {
+		return 0, fmt.Errorf("epmd: not a PORT_PLEASE2 reply")
+	}
+	if head[1] != 0 {
+		return 0, nil
+	}
+	if _, err := io.ReadFull(c, head[2:4]); err != nil {
+		return 0, fmt.Errorf("epmd: PORT_PLEASE2 reply: %w", err)
+	}
+	return int(binary.BigEndian.Uint16(head[2:4])), nil
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)

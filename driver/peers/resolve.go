@@ -10,8 +10,9 @@ import (
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/epmd"
 )
 
-// NamesFunc asks the port mapper on host which nodes it knows, by port.
-type NamesFunc func(host netip.Addr) (map[int]string, error)
+// PortFunc asks the port mapper on host for the distribution port of the
+// node called name (PORT_PLEASE2); 0 means it knows no such node.
+type PortFunc func(host netip.Addr, name string) (int, error)
 
 // Skipped is a verified peer that yields no node name, and why.
 type Skipped struct {
@@ -19,33 +20,23 @@ type Skipped struct {
 	Reason string
 }
 
-// Resolver turns verified peers into node names (name@address). It takes
-// from a host's port mapper only the name registered on the verified
-// port, whatever else the reply holds, and pins the first name seen for
-// an allocation's port: a port mapper that changes it later is ignored,
-// so the names a node is asked to connect to, each a permanent atom, are
-// bounded by the job's allocations. A Resolver is not safe for concurrent
-// use.
+// Resolver turns verified peers into node names (name@address). The name
+// is not the port mapper's to give: it is the one the driver gives the
+// allocation's node (NameOf, from its allocation ID), and the peer's port
+// mapper is asked only where that name listens, which must be the
+// verified port. So the names a node is asked to connect to, each a
+// permanent atom, are bounded by the job's allocations, and no port
+// mapper is asked for the list of every node of its host.
 type Resolver struct {
-	Names NamesFunc
-
-	pins map[Peer]string
+	// Port looks a name up on a host's port mapper.
+	Port PortFunc
+	// NameOf returns the node name (without @host) of an allocation.
+	NameOf func(allocID string) string
 }
 
 // Resolve returns the sorted node names of peers, leaving out the task's
-// own allocation (self) and forgetting the pins of allocations no longer
-// in set.
+// own allocation (self).
 func (r *Resolver) Resolve(peers []Peer, set Set, self string) ([]string, []Skipped) {
-	if r.pins == nil {
-		r.pins = map[Peer]string{}
-	}
-	for p := range r.pins {
-		if id, ok := set[p.Addr]; !ok || id != p.AllocID {
-			delete(r.pins, p)
-		}
-	}
-	replies := map[netip.Addr]map[int]string{}
-	errs := map[netip.Addr]error{}
 	var nodes []string
 	var skipped []Skipped
 	for _, p := range peers {
@@ -56,30 +47,24 @@ func (r *Resolver) Resolve(peers []Peer, set Set, self string) ([]string, []Skip
 			skipped = append(skipped, Skipped{p, "not in the verified set"})
 			continue
 		}
-		host := p.Addr.Addr()
-		byPort, asked := replies[host]
-		if !asked {
-			byPort, errs[host] = r.Names(host)
-			replies[host] = byPort
-		}
-		if errs[host] != nil {
-			skipped = append(skipped, Skipped{p, fmt.Sprintf("port mapper: %v", errs[host])})
-			continue
-		}
-		name, ok := byPort[int(p.Addr.Port())]
-		switch {
-		case !ok:
-			skipped = append(skipped, Skipped{p, "no node registered on the port"})
-			continue
-		case !epmd.ValidName(name):
+		name := r.NameOf(p.AllocID)
+		if !epmd.ValidName(name) {
 			skipped = append(skipped, Skipped{p, fmt.Sprintf("invalid node name %q", name)})
 			continue
 		}
-		if pinned, ok := r.pins[p]; ok && pinned != name {
-			skipped = append(skipped, Skipped{p, fmt.Sprintf("node name changed from %q to %q", pinned, name)})
+		host := p.Addr.Addr()
+		port, err := r.Port(host, name)
+		switch {
+		case err != nil:
+			skipped = append(skipped, Skipped{p, fmt.Sprintf("port mapper: %v", err)})
+			continue
+		case port == 0:
+			skipped = append(skipped, Skipped{p, fmt.Sprintf("no node %s registered", name)})
+			continue
+		case port != int(p.Addr.Port()):
+			skipped = append(skipped, Skipped{p, fmt.Sprintf("node %s listens on port %d, not the allocation's %d", name, port, p.Addr.Port())})
 			continue
 		}
-		r.pins[p] = name
 		nodes = append(nodes, name+"@"+host.String())
 	}
 	sort.Strings(nodes)
