@@ -99,7 +99,8 @@ var (
 			hclspec.NewAttr("max_unpacked_mb", "number", false),
 			hclspec.NewLiteral("4096"),
 		),
-		"sources":    namespacesSpec("sources"),
+		"sts_endpoint": hclspec.NewAttr("sts_endpoint", "string", false),
+		"sources":      namespacesSpec("sources"),
 		"node_names": namespacesSpec("node_names"),
 	})
 
@@ -131,6 +132,10 @@ var (
 				hclspec.NewAttr("timeout", "string", false),
 				hclspec.NewLiteral(`"2m"`),
 			),
+		})),
+		"aws_identity": hclspec.NewBlock("aws_identity", false, hclspec.NewObject(map[string]*hclspec.Spec{
+			"name":     hclspec.NewAttr("name", "string", true),
+			"role_arn": hclspec.NewAttr("role_arn", "string", true),
 		})),
 		"pre_command_timeout": hclspec.NewDefault(
 			hclspec.NewAttr("pre_command_timeout", "string", false),
@@ -180,6 +185,9 @@ type Config struct {
 	S3Endpoint  string `codec:"s3_endpoint"`
 	S3Region    string `codec:"s3_region"`
 	S3PathStyle bool   `codec:"s3_path_style"`
+	// STSEndpoint is where tasks' aws_identity tokens are exchanged for
+	// their roles' credentials; empty means AWS's regional STS.
+	STSEndpoint string `codec:"sts_endpoint"`
 	// EPMDUseHost lets nodes register with an epmd that the host already
 	// runs on epmd_port, instead of failing. That epmd accepts any name
 	// from any local process, so this gives up squat protection.

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/cache"
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/fetch"
+	"github.com/nomad-driver-beam/nomad-driver-beam/driver/taskdir"
 )
 
 // tarball is a release tarball on the node, ready to unpack.
@@ -41,7 +43,7 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 	if err := policy.Check(rel.Source); err != nil {
 		return nil, d.fail(cfg, "Fetch refused: %v", err)
 	}
-	fetcher := d.fetcher().WithPolicy(policy, pcfg.agentAddrs()).WithRetry(func(attempt int, err error, wait time.Duration) {
+	fetcher := d.fetcher().WithPolicy(policy, pcfg.agentAddrs()).WithIdentity(taskIdentity(cfg, pcfg)).WithRetry(func(attempt int, err error, wait time.Duration) {
 		d.event(cfg, "Fetch attempt %d failed, retrying in %s: %v", attempt, wait.Round(100*time.Millisecond), err)
 	})
 
@@ -99,6 +101,14 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 		return &tarball{path: tmp, size: n, note: "sha256 not checked", done: func() { os.Remove(tmp) }}, nil
 	}
 
+	if taskIdentity(cfg, pcfg) != nil {
+		// The cache may hold it, fetched by another task of the
+		// namespace: this one proves with its own role that it may read
+		// the source before it gets the cached copy.
+		if _, err := fetcher.Stat(ctx, rel.Source); err != nil {
+			return nil, d.fail(cfg, "Fetch failed: %v", err)
+		}
+	}
 	d.event(cfg, "Fetching release from %s", src)
 	path, st, err := store.Get(sum, cfg.ID, func(tmp string) (int64, error) {
 		return fetcher.Download(ctx, rel.Source, tmp, progress)
@@ -126,6 +136,37 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 	}
 	logger.Info("release ready", "source", src, "sha256", sum, "cache_hit", st.Hit, "fetched_bytes", st.Fetched)
 	return t, nil
+}
+
+// taskIdentity returns the workload identity that the task's S3 fetches
+// assume its role with, or nil. The token is read anew for each exchange,
+// through the task directory without following any link: secrets/ is the
+// task's to write, and a link there must not make root read a file for it.
+func taskIdentity(cfg *drivers.TaskConfig, pcfg *Config) *fetch.Identity {
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil || tc.AWSIdentity.Name == "" {
+		return nil
+	}
+	file := "secrets/nomad_" + tc.AWSIdentity.Name + ".jwt"
+	dir := cfg.TaskDir().Dir
+	return &fetch.Identity{
+		RoleARN:     tc.AWSIdentity.RoleARN,
+		Session:     "beam-" + cfg.AllocID,
+		STSEndpoint: pcfg.STSEndpoint,
+		Token: func() ([]byte, error) {
+			td, err := taskdir.Open(dir)
+			if err != nil {
+				return nil, err
+			}
+			defer td.Close()
+			b, err := td.ReadFile(file, 64<<10)
+			if err != nil {
+				return nil, fmt.Errorf("the identity token %s cannot be read (%v): add identity { name = %q, file = true } to the task",
+					file, why(err), tc.AWSIdentity.Name)
+			}
+			return bytes.TrimSpace(b), nil
+		},
+	}
 }
 
 // fetcher returns the plugin's fetcher, built from its config once.

@@ -40,7 +40,23 @@ type TaskConfig struct {
 	TLS TLSConfig `codec:"tls"`
 	// HotUpgrade lets the node take relup hot upgrades in place.
 	HotUpgrade HotUpgradeConfig `codec:"hot_upgrade"`
+	// AWSIdentity fetches s3:// sources, hot-upgrade targets included,
+	// with a role of the job's own, assumed with one of the task's
+	// workload identities, instead of the client's credentials.
+	AWSIdentity AWSIdentityConfig `codec:"aws_identity"`
 }
+
+// AWSIdentityConfig names a workload identity of the task (an identity
+// block with file = true, whose token Nomad writes to
+// secrets/nomad_NAME.jwt) and the IAM role it is exchanged for.
+type AWSIdentityConfig struct {
+	Name    string `codec:"name"`
+	RoleARN string `codec:"role_arn"`
+}
+
+// identityName is what a workload identity's name may be here: it names
+// the token's file.
+var identityName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // HotUpgradeConfig turns on hot upgrades. The driver follows a Nomad
 // Variable through the task's workload identity; each key is an
@@ -189,6 +205,15 @@ func (c *TaskConfig) validate(requireSHA bool) error {
 			if f == "" || !taskFile(f) {
 				errs = append(errs, fmt.Errorf("%s %q must be a path in the task's secrets/ or local/, such as secrets/dist.pem", field, f))
 			}
+		}
+	}
+	if a := c.AWSIdentity; a.Name != "" || a.RoleARN != "" {
+		if !identityName.MatchString(a.Name) {
+			errs = append(errs, fmt.Errorf("aws_identity.name %q must name one of the task's identity blocks (letters, digits, _ and -), "+
+				"such as \"aws\" for identity { name = \"aws\", aud = [\"sts.amazonaws.com\"], file = true }", a.Name))
+		}
+		if !fetch.ValidRoleARN(a.RoleARN) {
+			errs = append(errs, fmt.Errorf("aws_identity.role_arn %q must be an IAM role ARN, such as arn:aws:iam::123456789012:role/releases", a.RoleARN))
 		}
 	}
 	if c.ClusterService != "" && c.DistPort == "" {

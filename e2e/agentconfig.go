@@ -58,6 +58,7 @@ type beamConfig struct {
 	EPMDAddr                  string // empty: the plugin's default
 	ConsulAddr, ConsulToken   string
 	S3Addr                    string // empty: no S3 settings
+	STSAddr                   string // empty: AWS's STS
 	FileRoot                  string
 	Lines                     []string // more settings, as HCL lines
 	RawExec, SmallUnpackLimit bool
@@ -148,6 +149,9 @@ plugin "nomad-driver-beam" {
     s3_path_style      = true
     s3_region          = "us-east-1"
     fetch_retry_window = "20s"
+{{- end}}
+{{- if .Beam.STSAddr}}
+    sts_endpoint       = "http://{{.Beam.STSAddr}}"
 {{- end}}
 {{- if .Beam.FileRoot}}
     file_roots         = [{{q .Beam.FileRoot}}]

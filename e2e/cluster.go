@@ -227,7 +227,7 @@ func (c *Cluster) loopbackAgent(name, dataDir, beamDir string, p agentPorts, fro
 		Consul: fmt.Sprintf("127.0.0.1:%d", p.ConsulHTTP), ConsulToken: c.agentToken, ConsulIdentity: c.consulIdentity,
 		Beam: beamConfig{DataDir: beamDir, EPMDPort: p.EPMD, EPMDAddr: "127.0.0.1",
 			ConsulAddr: fmt.Sprintf("127.0.0.1:%d", p.ConsulHTTP), ConsulToken: readToken,
-			S3Addr: c.stores.S3Addr, FileRoot: filepath.Join(c.Root, "build", "releases"),
+			S3Addr: c.stores.S3Addr, STSAddr: c.stores.stsAddr(), FileRoot: filepath.Join(c.Root, "build", "releases"),
 			Lines: c.pluginLines, RawExec: true, SmallUnpackLimit: true},
 	}
 }

@@ -29,6 +29,8 @@ const Bucket = "releases"
 type Stores struct {
 	S3Addr, GCSAddr string // host:port
 	S3Key, S3Secret string
+	// STS stands in for AWS's STS endpoint, for tasks' aws_identity.
+	STS *STS
 
 	dir       string
 	root      string
@@ -59,6 +61,9 @@ func StartStores(root, dir string) (*Stores, error) {
 		return nil, err
 	}
 	if err := s.StartS3(); err != nil {
+		return nil, err
+	}
+	if s.STS, err = StartSTS(s.S3Key, s.S3Secret); err != nil {
 		return nil, err
 	}
 	s.gcs = exec.Command(filepath.Join(s.bin, "fake-gcs-server"), "-scheme", "http", "-host", "127.0.0.1",
@@ -123,6 +128,9 @@ func (s *Stores) StopS3() {
 // Stop stops both servers.
 func (s *Stores) Stop() {
 	s.StopS3()
+	if s.STS != nil {
+		s.STS.Stop()
+	}
 	if s.gcs != nil && s.gcs.Process != nil {
 		_ = s.gcs.Process.Kill()
 	}

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -269,4 +271,67 @@ exit 1
 			})
 		})
 	}
+}
+
+// TestTrustFetchWithJobIdentity: a task with aws_identity fetches its S3
+// release with its own role: the plugin reads the task's workload
+// identity token (Nomad's JWT for this job) and sends it to STS. With the
+// role STS maps to the store's credentials the task runs; with a role the
+// store does not know, the fetch is refused, which shows that the
+// client's own credentials were not used.
+func TestTrustFetchWithJobIdentity(t *testing.T) {
+	teamNamespaces(t)
+	name, body := releases.Padded(t, "hello_ex-0.1.0.tar.gz", 0)
+	key := "team-a/identity/" + name
+	if err := stores.PutS3(key, body); err != nil {
+		t.Fatal(err)
+	}
+	src := fmt.Sprintf("s3://%s/%s", Bucket, key)
+	claims := func(tok string) map[string]any {
+		parts := strings.Split(tok, ".")
+		if len(parts) != 3 {
+			t.Fatalf("STS got %q, not a JWT", tok)
+		}
+		b, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c map[string]any
+		if err := json.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	t.Run("the role the store knows", func(t *testing.T) {
+		j := submitIn(t, "team-a", "idrole", map[string]string{"task": "hello_ex", "source": src, "sha256": sha(body), "aws_role": RootRole})
+		j.wait(t, "running")
+		var found bool
+		for _, tok := range stores.STS.Tokens(RootRole) {
+			c := claims(tok)
+			if c["nomad_job_id"] == j.id && c["nomad_namespace"] == "team-a" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("STS got no token of job %s", j.id)
+		}
+	})
+	t.Run("a role the store does not know", func(t *testing.T) {
+		role := "arn:aws:iam::123456789012:role/beam-e2e-other"
+		j := submitIn(t, "team-a", "idother", map[string]string{"task": "hello_ex", "source": src, "sha256": sha(body), "aws_role": role})
+		a := j.wait(t, "failed")
+		ev := nodeEvents(a)
+		if !strings.Contains(ev, "access to "+src+" denied") {
+			t.Errorf("events:\n%s", ev)
+		}
+		if len(stores.STS.Tokens(role)) == 0 {
+			t.Error("STS got no token for the role")
+		}
+		for _, tok := range stores.STS.Tokens(role) {
+			if strings.Contains(ev, tok) || strings.Contains(pluginLog(t), tok) {
+				t.Error("the token shows in the events or the plugin log")
+			}
+		}
+	})
 }

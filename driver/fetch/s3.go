@@ -20,6 +20,9 @@ import (
 // chain, through the SDK's transfer manager (concurrent ranged parts).
 type s3Source struct {
 	cfg Config
+	// identity, when set, replaces the client's credentials; see
+	// Fetcher.WithIdentity.
+	identity *Identity
 
 	once   sync.Once
 	client *s3.Client
@@ -41,6 +44,9 @@ func (s *s3Source) s3(ctx context.Context) (*s3.Client, error) {
 		}
 		if c.Region == "" {
 			c.Region = "us-east-1"
+		}
+		if s.identity != nil {
+			c.Credentials = s.identity.provider(c)
 		}
 		s.client = s3.NewFromConfig(c, func(o *s3.Options) {
 			if s.cfg.S3Endpoint != "" {
@@ -94,9 +100,30 @@ func (s *s3Source) download(ctx context.Context, u *url.URL, out *sink) (int64, 
 	return aws.ToInt64(res.ContentLength), nil
 }
 
+// stsReason is the STS error code of a failed exchange, or a short
+// reason: never the whole error, which may quote the token's claims.
+func stsReason(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return fmt.Sprintf("STS answered %d", re.HTTPStatusCode())
+	}
+	if strings.Contains(err.Error(), "identity token") || strings.Contains(err.Error(), "unable to read") {
+		return "the token could not be read"
+	}
+	return "STS could not be reached"
+}
+
 // s3Error sorts an S3 failure into permanent (missing object or bucket,
 // denied access, no credentials) or transient.
 func s3Error(u *url.URL, err error) error {
+	if strings.Contains(err.Error(), "AssumeRoleWithWebIdentity") {
+		return denied("the job's workload identity could not assume its role for %s (%s); check aws_identity.role_arn "+
+			"and the role's trust policy for the Nomad issuer and audience", Redact(u.String()), stsReason(err))
+	}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		switch code := re.HTTPStatusCode(); {

@@ -7,6 +7,10 @@ variable "namespace" { type = string }
 variable "task" { type = string }
 variable "source" { type = string }
 variable "sha256" { type = string }
+variable "aws_role" {
+  type    = string
+  default = ""
+}
 
 job "source" {
   id          = var.job
@@ -36,6 +40,20 @@ job "source" {
           source = var.source
           sha256 = var.sha256
           name   = var.task
+        }
+
+        # With var.aws_role, S3 fetches assume that role with the task's
+        # workload identity "aws" (a list of objects reads as a block).
+        aws_identity = var.aws_role != "" ? [{ name = "aws", role_arn = var.aws_role }] : []
+      }
+
+      dynamic "identity" {
+        for_each = var.aws_role != "" ? ["aws"] : []
+        content {
+          name = "aws"
+          aud  = ["sts.amazonaws.com"]
+          file = true
+          ttl  = "1h"
         }
       }
 
