@@ -101,7 +101,7 @@ var (
 		),
 		"sts_endpoint": hclspec.NewAttr("sts_endpoint", "string", false),
 		"sources":      namespacesSpec("sources"),
-		"node_names": namespacesSpec("node_names"),
+		"node_names":   namespacesSpec("node_names"),
 	})
 
 	// taskConfigSpec is the task's config { ... } block in a jobspec.

@@ -83,4 +83,3 @@ func (f *Fetcher) Stat(ctx context.Context, source string) (int64, error) {
 	}
 	return n, nil
 }
-
