@@ -225,3 +225,23 @@ config {
 		t.Errorf("bad prefix: %v", err)
 	}
 }
+
+// Two tasks that name one dynamic user at once: the first claims it, the
+// second is refused until the first's start fails or it is destroyed.
+func TestDynamicUserClaimed(t *testing.T) {
+	var c uidClaims
+	starting := func(string) bool { return true }
+	if !c.claim("nomad-80001", "a", starting) || !c.claim("nomad-80001", "a", starting) {
+		t.Fatal("first claim, and its repeat, refused")
+	}
+	if c.claim("nomad-80001", "b", starting) {
+		t.Fatal("a second task took a claimed user")
+	}
+	if !c.claim("nomad-80001", "b", func(string) bool { return false }) {
+		t.Fatal("a dead owner's claim stood")
+	}
+	c.release("b")
+	if !c.claim("nomad-80001", "c", starting) {
+		t.Fatal("a released claim stood")
+	}
+}

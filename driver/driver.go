@@ -32,8 +32,11 @@ var (
 type Driver struct {
 	eventer *eventer.Eventer
 	tasks   *taskStore
-	ctx     context.Context
-	logger  hclog.Logger
+	// uids holds the jobspec-named dynamic users of starting and running
+	// tasks.
+	uids   uidClaims
+	ctx    context.Context
+	logger hclog.Logger
 
 	mu           sync.RWMutex
 	config       *Config

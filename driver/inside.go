@@ -104,12 +104,19 @@ func (d *Driver) userAllowed(pcfg *Config, cfg *drivers.TaskConfig) bool {
 	if _, err := user.LookupGroupId(strconv.Itoa(id)); err == nil {
 		return false
 	}
+	// A task recovered after a plugin restart holds its user without a
+	// claim.
 	for _, h := range d.tasks.All() {
 		if h.taskConfig.ID != cfg.ID && h.taskConfig.User == name && h.IsRunning() {
 			return false
 		}
 	}
-	return true
+	// A task with no handle yet is starting: its claim stands until its
+	// start fails (StartTask releases it) or it is destroyed.
+	return d.uids.claim(name, cfg.ID, func(owner string) bool {
+		h, ok := d.tasks.Get(owner)
+		return !ok || h.IsRunning()
+	})
 }
 
 // credentials looks up a task user's uid, gid and groups.

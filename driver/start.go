@@ -50,6 +50,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	defer func() {
 		if !started {
 			d.releaseCache(cfg.ID) // a failed start holds nothing
+			d.uids.release(cfg.ID)
 			d.unregisterNode(node, nodeOwner(cfg))
 			d.stopLocalMapper(cfg.ID)
 		}

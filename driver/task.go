@@ -66,6 +66,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		// Still drop any cache hold: the task may have failed to start
 		// or to be recovered.
 		d.releaseCache(taskID)
+		d.uids.release(taskID)
 		return drivers.ErrTaskNotFound
 	}
 	if h.IsRunning() && !force {
@@ -82,6 +83,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	h.cancel()
 	d.unregisterNode(h.state.Node, nodeOwner(h.taskConfig))
 	d.stopLocalMapper(h.taskConfig.ID)
+	d.uids.release(taskID)
 	// The task's environment holds its secrets; it is written again on
 	// the next start.
 	_ = os.Remove(filepath.Join(d.privateDir(h.taskConfig), "env"))
