@@ -115,3 +115,32 @@ func TestChecksumNeedsHex(t *testing.T) {
 		t.Errorf("got %v, want a refusal that quotes nothing", err)
 	}
 }
+
+// BenchmarkFetchPolicy: a 16 MiB download from a loopback store without a
+// policy and with one (prefix check, guarded dial, redirect check): the
+// policy's cost is one check per fetch and per dial, nothing per byte.
+func BenchmarkFetchPolicy(b *testing.B) {
+	body := make([]byte, 16<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	dst := filepath.Join(b.TempDir(), "out")
+	p := &Policy{Where: "bench"}
+	pr, err := ParsePrefix(srv.URL + "/releases/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p.Allow = []Prefix{pr}
+	for _, bc := range []struct {
+		name string
+		f    *Fetcher
+	}{{"no-policy", New(Config{})}, {"policy", New(Config{}).WithPolicy(p, nil)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := bc.f.Download(context.Background(), srv.URL+"/releases/app.tar.gz", dst, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
