@@ -324,7 +324,11 @@ func TestTrustFetchWithJobIdentity(t *testing.T) {
 		j := submitIn(t, "team-a", "idother", map[string]string{"task": "hello_ex", "source": src, "sha256": sha(body), "aws_role": role})
 		a := j.wait(t, "failed")
 		ev := nodeEvents(a)
-		if !strings.Contains(ev, "access to "+src+" denied") {
+		// versitygw answers a HEAD signed with a key it does not know
+		// with 404 or 403 (a HEAD has no body to say which): either way
+		// the store refused the role's credentials, where the client's
+		// would have read the object.
+		if !strings.Contains(ev, "Fetch failed: fetch "+src) || strings.Contains(ev, "Started") {
 			t.Errorf("events:\n%s", ev)
 		}
 		if len(stores.STS.Tokens(role)) == 0 {
