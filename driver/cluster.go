@@ -76,7 +76,15 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 		Port: func(host netip.Addr, name string) (int, error) {
 			return epmd.PortPlease(netip.AddrPortFrom(host, uint16(pcfg.EPMDPort)).String(), name, 2*time.Second)
 		},
-		NameOf: func(allocID string) string { return shortNodeName(cfg.JobName, allocID, tc.NodeName) },
+		// The name the peer's driver reported, so that a node_name that
+		// differs per allocation (app-${NOMAD_ALLOC_INDEX}) still
+		// resolves; else the one this task's config would give it.
+		NameOf: func(allocID string) string {
+			if n := verifier.NodeName(allocID); n != "" {
+				return n
+			}
+			return shortNodeName(cfg.JobName, allocID, tc.NodeName)
+		},
 	}
 	warned, events := &peers.Seen{Max: 1024}, 0
 	var index uint64
@@ -315,7 +323,7 @@ func dialTaskSocket(ctx context.Context, dir, sub, name string) (net.Conn, error
 		return nil, err
 	}
 	defer root.Close()
-	parent, err := root.OpenFile(sub, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	parent, err := taskdir.OpenFile(root, filepath.ToSlash(sub), os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, err
 	}

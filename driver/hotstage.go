@@ -94,7 +94,9 @@ func openReleaseRoot(cfg *drivers.TaskConfig, root string) (*os.Root, error) {
 		return nil, err
 	}
 	defer td.Close()
-	return td.Root().OpenRoot(rel)
+	// The task writes local/ while its node runs: local/release may be a
+	// link by now.
+	return taskdir.OpenRoot(td.Root(), filepath.ToSlash(rel))
 }
 
 // dropUnused lets go of a staged package that did not join the task's

@@ -91,29 +91,32 @@ func otpRoot(erl string) (string, bool) {
 // name nomad-N itself, so the name alone proves nothing.
 func (d *Driver) userAllowed(pcfg *Config, cfg *drivers.TaskConfig) bool {
 	name := cfg.User
-	if name == pcfg.DefaultUser || slices.Contains(pcfg.AllowedUsers, name) || slices.Contains(pcfg.AllowedUsers, "*") {
-		return true
+	listed := name == pcfg.DefaultUser || slices.Contains(pcfg.AllowedUsers, name) || slices.Contains(pcfg.AllowedUsers, "*")
+	id, dynamic := taskdir.DynamicID(name)
+	if !dynamic {
+		return listed
 	}
-	id, ok := taskdir.DynamicID(name)
-	if !ok || pcfg.DefaultUser != dynamicDefault || id < pcfg.DynamicUserMin || id > pcfg.DynamicUserMax {
-		return false
+	if !listed {
+		if pcfg.DefaultUser != dynamicDefault || id < pcfg.DynamicUserMin || id > pcfg.DynamicUserMax {
+			return false
+		}
+		if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
+			return false
+		}
+		if _, err := user.LookupGroupId(strconv.Itoa(id)); err == nil {
+			return false
+		}
 	}
-	if _, err := user.LookupId(strconv.Itoa(id)); err == nil {
-		return false
-	}
-	if _, err := user.LookupGroupId(strconv.Itoa(id)); err == nil {
-		return false
-	}
-	// A task recovered after a plugin restart holds its user without a
-	// claim.
+	// One task per dynamic uid, whichever way its name was allowed. A task
+	// recovered after a plugin restart holds its uid without a claim.
 	for _, h := range d.tasks.All() {
-		if h.taskConfig.ID != cfg.ID && h.taskConfig.User == name && h.IsRunning() {
+		if other, ok := taskdir.DynamicID(h.taskConfig.User); ok && other == id && h.taskConfig.ID != cfg.ID && h.IsRunning() {
 			return false
 		}
 	}
 	// A task with no handle yet is starting: its claim stands until its
 	// start fails (StartTask releases it) or it is destroyed.
-	return d.uids.claim(name, cfg.ID, func(owner string) bool {
+	return d.uids.claim(strconv.Itoa(id), cfg.ID, func(owner string) bool {
 		h, ok := d.tasks.Get(owner)
 		return !ok || h.IsRunning()
 	})

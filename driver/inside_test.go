@@ -114,7 +114,7 @@ func TestUserPolicy(t *testing.T) {
 	if s, _ := d.sandboxFor(cfg); s.UID != 80123 || s.GID != 80123 {
 		t.Errorf("dynamic user spec %+v", s)
 	}
-	for _, u := range []string{"nomad-999", "nomad-65534", "nomad-0"} {
+	for _, u := range []string{"nomad-999", "nomad-65534", "nomad-0", "nomad-080123"} {
 		if err := try(u); err == nil {
 			t.Errorf("%s allowed: outside the pool, or an existing user", u)
 		}

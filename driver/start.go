@@ -10,6 +10,8 @@ import (
 	"github.com/hashicorp/nomad/drivers/shared/executor"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // StartTask fetches and unpacks the release, then starts the node under a
@@ -140,7 +142,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 
 	// The version and kind go where the UI and tools see them: the task
 	// event and its details.
-	d.eventWith(cfg, map[string]string{"beam.version": p.release.Version, "beam.base": p.base, "beam.release": p.release.Name, "beam.kind": string(p.release.Kind), "beam.node": p.node, "beam.erts": p.release.ERTS},
+	d.eventWith(cfg, map[string]string{"beam.version": p.release.Version, "beam.base": p.base, "beam.release": p.release.Name, "beam.kind": string(p.release.Kind), hotspec.DetailNode: p.node, "beam.erts": p.release.ERTS},
 		"Started %s %s (%s release) as pid %d%s",
 		p.release.Name, p.release.Version, p.release.Kind, ps.Pid, nodeSuffix(p.node))
 	return handle, nil, nil

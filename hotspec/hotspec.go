@@ -127,6 +127,11 @@ func (t Target) Encode() string {
 	return string(b)
 }
 
+// DetailNode is the detail of the driver's start event that holds the
+// node's full name (name@host): how the nodes of a job find each other's
+// names, whatever node_name each was given.
+const DetailNode = "beam.node"
+
 // The details of the driver's task events about hot upgrades.
 const (
 	// DetailOutcome holds an Outcome.

@@ -76,12 +76,18 @@ func (p Prefix) allows(u *url.URL) bool {
 	if strings.HasSuffix(p.path, "/") {
 		return strings.HasPrefix(path, p.path)
 	}
-	return path == p.path || strings.HasPrefix(path, p.path+"/")
+	// An object's prefix allows its .sha256 sidecar too.
+	return path == p.path || path == p.path+".sha256" || strings.HasPrefix(path, p.path+"/")
 }
 
 // normHost is u's host in lower case, without the scheme's default port.
+// A bucket (s3, gs) keeps its case: the store reads it as written, and
+// older S3 buckets may hold capitals.
 func normHost(u *url.URL) string {
 	h := strings.ToLower(u.Host)
+	if u.Scheme == "s3" || u.Scheme == "gs" {
+		h = u.Host
+	}
 	switch {
 	case u.Scheme == "https" && strings.HasSuffix(h, ":443"):
 		h = strings.TrimSuffix(h, ":443")
@@ -224,6 +230,10 @@ func (g *guard) dial(ctx context.Context, network, addr string) (net.Conn, error
 	return nil, last
 }
 
+// metadata are cloud metadata services outside the link-local range:
+// AWS's over IPv6 and Alibaba's.
+var metadata = []netip.Addr{netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("100.100.100.200")}
+
 // forbidden says why the policy may not reach ip, or "".
 func (g *guard) forbidden(ip netip.Addr) string {
 	switch {
@@ -235,6 +245,8 @@ func (g *guard) forbidden(ip netip.Addr) string {
 		return "not a host's address"
 	case slices.Contains(g.deny, ip):
 		return "an address of an agent"
+	case slices.Contains(metadata, ip):
+		return "a cloud metadata service"
 	}
 	if addrs, err := net.InterfaceAddrs(); err == nil {
 		for _, a := range addrs {
@@ -265,6 +277,13 @@ func guardedHTTP(p *Policy, deny []netip.Addr) *httpSource {
 		}
 		if req.URL.Scheme != "https" && (req.URL.Scheme != "http" || via[len(via)-1].URL.Scheme == "https") {
 			return refusedf("the source policy refuses a redirect from %s to a %s:// URL", via[len(via)-1].URL.Scheme, req.URL.Scheme)
+		}
+		// A redirect goes where a source could: within the prefixes.
+		// Whoever can publish under an allowed prefix must not be able to
+		// send the plugin anywhere else (a CDN is one more prefix).
+		if err := p.Check(req.URL.String()); err != nil {
+			return refusedf("the source policy refuses a redirect to %s, outside %s; add its prefix to allow it",
+				Redact(req.URL.String()), p.Where)
 		}
 		return nil
 	}}}

@@ -53,6 +53,13 @@ func TestPolicyCheck(t *testing.T) {
 			t.Errorf("%s: error %v does not name the policy or is not permanent", src, err)
 		}
 	}
+	one := policy(t, "https://h/a/app.tar.gz", "s3://MyBucket/x/")
+	for src, ok := range map[string]bool{"https://h/a/app.tar.gz": true, "https://h/a/app.tar.gz.sha256": true,
+		"https://h/a/app.tar.gz2": false, "s3://MyBucket/x/y": true, "s3://mybucket/x/y": false} {
+		if err := one.Check(src); (err == nil) != ok {
+			t.Errorf("%s: %v, want allowed=%v", src, err, ok)
+		}
+	}
 	var none *Policy
 	if err := none.Check("http://127.0.0.1/x"); err != nil {
 		t.Errorf("no policy: %v", err)

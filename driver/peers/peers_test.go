@@ -12,6 +12,8 @@ import (
 
 	consul "github.com/hashicorp/consul/api"
 	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 const (
@@ -39,7 +41,7 @@ func (f *fakeNomad) JobAllocs(_ context.Context, namespace, jobID string) ([]*no
 	for _, a := range f.allocs {
 		if a.Namespace == namespace && a.JobID == jobID {
 			out = append(out, &nomad.AllocationListStub{ID: a.ID, Namespace: a.Namespace, JobID: a.JobID,
-				ClientStatus: a.ClientStatus, DesiredStatus: a.DesiredStatus})
+				ClientStatus: a.ClientStatus, DesiredStatus: a.DesiredStatus, TaskStates: a.TaskStates})
 		}
 	}
 	return out, nil
@@ -338,5 +340,30 @@ func TestPolicy(t *testing.T) {
 	}
 	if n := PolicyName(strings.Repeat("x", 300)); len(n) != 128 {
 		t.Errorf("policy name of %d characters", len(n))
+	}
+}
+
+// The verifier learns each live allocation's node name from its driver's
+// start event, the newest one winning, so that peers with node names of
+// their own (node_name = "app-${NOMAD_ALLOC_INDEX}") resolve.
+func TestVerifierNodeNames(t *testing.T) {
+	w := world()
+	ev := func(node string) *nomad.TaskEvent {
+		return &nomad.TaskEvent{Type: "Driver", Details: map[string]string{hotspec.DetailNode: node}}
+	}
+	for _, a := range w.allocs {
+		if a.ID == "a1" {
+			a.TaskStates = map[string]*nomad.TaskState{"node": {Events: []*nomad.TaskEvent{ev("app-0@10.0.0.1"), {Type: "Started"}, ev("app-7@10.0.0.1")}}}
+		}
+	}
+	v := verifier(w)
+	if _, err := v.Peers(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.NodeName("a1"); n != "app-7" {
+		t.Errorf("NodeName(a1) = %q, want the newest start event's app-7", n)
+	}
+	if n := v.NodeName("a2"); n != "" {
+		t.Errorf("NodeName(a2) = %q, want none", n)
 	}
 }

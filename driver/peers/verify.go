@@ -3,9 +3,12 @@ package peers
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	nomad "github.com/hashicorp/nomad/api"
+
+	"github.com/nomad-driver-beam/nomad-driver-beam/hotspec"
 )
 
 // Lister reads a job's allocations from Nomad. A refusal by Nomad's ACLs
@@ -37,6 +40,29 @@ type Verifier struct {
 	at    time.Time
 	index uint64
 	ports map[string]*nomad.Allocation // trimmed, by allocation ID
+	names map[string]string            // node name (without @host) by live allocation ID
+}
+
+// NodeName returns the node name, without @host, that the driver reported
+// for a live allocation of the job in its start event (DetailNode), or ""
+// when none is known yet. Events are the driver's, not the task's: a job
+// cannot write them.
+func (v *Verifier) NodeName(allocID string) string { return v.names[allocID] }
+
+// nodeName returns the name in the newest start event of s's tasks.
+func nodeName(s *nomad.AllocationListStub) string {
+	name := ""
+	for _, ts := range s.TaskStates {
+		if ts == nil {
+			continue
+		}
+		for _, e := range ts.Events {
+			if e != nil && e.Details[hotspec.DetailNode] != "" {
+				name, _, _ = strings.Cut(e.Details[hotspec.DetailNode], "@")
+			}
+		}
+	}
+	return name
 }
 
 // Peers returns the verified set, reading Nomad anew when the cached one
@@ -72,12 +98,16 @@ func (v *Verifier) refresh(ctx context.Context) (Set, error) {
 		return nil, err
 	}
 	live := map[string]bool{}
+	v.names = map[string]string{}
 	var allocs []*nomad.Allocation
 	for _, s := range stubs {
 		if s == nil || !Live(v.Namespace, v.JobID, s.Namespace, s.JobID, s.ClientStatus, s.DesiredStatus) {
 			continue
 		}
 		live[s.ID] = true
+		if n := nodeName(s); n != "" {
+			v.names[s.ID] = n
+		}
 		a, ok := v.ports[s.ID]
 		if !ok {
 			full, err := v.Lister.Alloc(ctx, v.Namespace, s.ID)

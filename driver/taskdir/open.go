@@ -99,3 +99,27 @@ func walkOpen(dir *os.File, name string, flag int, perm os.FileMode) (*os.File, 
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+// OpenRoot opens the directory name in r as an os.Root, like r.OpenRoot,
+// but refuses a name that is, or passes through, a link: a root opened
+// through a link the task planted would confine the plugin to whatever
+// directory the link names. The directory opened is checked to be the
+// one reached without links.
+func OpenRoot(r *os.Root, name string) (*os.Root, error) {
+	f, err := OpenFile(r, name, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sub, err := r.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	want, err1 := f.Stat()
+	got, err2 := sub.Stat(".")
+	if err1 != nil || err2 != nil || !os.SameFile(want, got) {
+		sub.Close()
+		return nil, &os.PathError{Op: "open", Path: name, Err: ErrLink}
+	}
+	return sub, nil
+}

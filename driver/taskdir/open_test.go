@@ -88,6 +88,15 @@ func TestOpenFileFollowsNoLink(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "private", "new")); err == nil {
 		t.Error("a file was written into private/")
 	}
+	if sub, err := OpenRoot(r, "local/s"); err == nil {
+		sub.Close()
+		t.Error("OpenRoot through a link succeeded")
+	}
+	if sub, err := OpenRoot(r, "local"); err != nil {
+		t.Errorf("OpenRoot of a real directory: %v", err)
+	} else {
+		sub.Close()
+	}
 	if fi, _ := os.Stat(filepath.Join(dir, "private")); fi.Mode() != before.Mode() {
 		t.Errorf("private/ mode changed to %v", fi.Mode().Perm())
 	}

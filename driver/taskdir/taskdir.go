@@ -245,7 +245,9 @@ func chownDir(r *os.Root, name string, mode fs.FileMode, o Owner, fresh bool) er
 
 // dynamicUser is the name Nomad gives a dynamic workload user: its uid
 // and gid are the number, and it has no passwd entry.
-var dynamicUser = regexp.MustCompile(`^nomad-([0-9]{1,10})$`)
+// The number is in its one canonical form, without leading zeros, so that
+// two names never give one uid.
+var dynamicUser = regexp.MustCompile(`^nomad-([1-9][0-9]{0,9})$`)
 
 // DynamicID returns the uid (and gid) of a dynamic workload user name.
 func DynamicID(name string) (int, bool) {
