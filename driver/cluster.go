@@ -98,8 +98,9 @@ func (d *Driver) cluster(ctx context.Context, h *taskHandle, service string) {
 				logger.Warn("cannot list cluster peers from Consul", "error", err)
 				if !failing {
 					// Once per outage, so that events stay readable.
-					d.event(cfg, "Clustering: cannot list service %q from Consul (%v); "+
-						"check consul_address and the Consul token in the plugin config", service, err)
+					d.event(cfg, "Clustering: cannot list service %q from Consul (%v); check the plugin's consul_address, "+
+						"and give the task a Consul token that may read the service: a consul {} block in the task, "+
+						"with task_identity in the client's consul block", service, err)
 					failing = true
 				}
 				sleep(ctx, 2*time.Second)
@@ -287,18 +288,18 @@ func nomadError(err error) error {
 	return err
 }
 
-// consulClient returns a Consul client. The token is the task's own
-// (workload identity writes it to secrets/consul_token), else the plugin's
-// consul_token, else CONSUL_HTTP_TOKEN from the environment.
+// consulClient returns a Consul client for the task's clustering. The
+// token is the task's own, which Nomad writes to secrets/consul_token from
+// its Consul workload identity, or none: never the plugin's consul_token
+// nor CONSUL_HTTP_TOKEN, which would let a job list any service name the
+// plugin's token may read. Without ACLs no token is needed.
 func (d *Driver) consulClient(cfg *drivers.TaskConfig) (*consul.Client, error) {
 	pcfg, _ := d.cfg()
 	cc := consul.DefaultConfig()
 	if pcfg.ConsulAddress != "" {
 		cc.Address = pcfg.ConsulAddress
 	}
-	if pcfg.ConsulToken != "" {
-		cc.Token = pcfg.ConsulToken
-	}
+	cc.Token, cc.TokenFile = "", ""
 	if b, err := readTaskFile(cfg, filepath.Join("secrets", "consul_token")); err == nil && len(strings.TrimSpace(string(b))) > 0 {
 		cc.Token = strings.TrimSpace(string(b))
 	}

@@ -172,9 +172,10 @@ type Config struct {
 	// EPMDAddr is the address the port mapper binds. Nodes on other
 	// clients must reach it at the address in a node's name.
 	EPMDAddr string `codec:"epmd_addr"`
-	// ConsulAddress and ConsulToken reach Consul for clustering. Empty
-	// means CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN; a task's own workload
-	// identity token wins over both.
+	// ConsulAddress is where clustering reaches Consul; empty means
+	// CONSUL_HTTP_ADDR. Clustering uses the task's own Consul token only.
+	// ConsulToken is the plugin's own, for its own registrations; it is
+	// never used for a task.
 	ConsulAddress string `codec:"consul_address"`
 	ConsulToken   string `codec:"consul_token"`
 	// CacheMaxMB is the size the release cache is evicted down to.

@@ -111,6 +111,10 @@ service_prefix "" { policy = "write" }`,
 	c.consulIdentity = `service_identity {
     aud = ["consul.io"]
     ttl = "1h"
+  }
+  task_identity {
+    aud = ["consul.io"]
+    ttl = "1h"
   }`
 	return nil
 }
@@ -140,6 +144,23 @@ func (c *Cluster) consulAuthMethod() error {
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("consul binding rule: %w", err)
+	}
+	// A task with a consul block gets a token that reads services and
+	// nodes: what the driver's clustering needs, with the task's own
+	// token (secrets/consul_token), never the plugin's.
+	_, _, err = c.ConsulAPI.ACL().RoleCreate(&consul.ACLRole{
+		Name: "nomad-tasks", Description: "Nomad tasks: read services",
+		Policies: []*consul.ACLRolePolicyLink{{Name: "beam-driver"}},
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("consul role: %w", err)
+	}
+	_, _, err = c.ConsulAPI.ACL().BindingRuleCreate(&consul.ACLBindingRule{
+		AuthMethod: "nomad-workloads", BindType: consul.BindingRuleBindTypeRole,
+		BindName: "nomad-tasks", Selector: `"nomad_task" in value and "nomad_service" not in value`,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("consul task binding rule: %w", err)
 	}
 	return nil
 }

@@ -169,11 +169,10 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 	c.nomadConfig = filepath.Join(dir, "nomad.hcl")
 	c.EPMDPort = ports.EPMD
 	from, to := dynamic(0)
-	c.agentToken = c.ConsulToken
-	if n+bridges > 1 {
-		if err := c.consulAgentToken(); err != nil {
-			return nil, err
-		}
+	// Workload identities for services and tasks, as in production
+	// (`nomad setup consul`): tasks reach Consul with their own tokens.
+	if err := c.consulAgentToken(); err != nil {
+		return nil, err
 	}
 	c.agent = c.loopbackAgent("client-1", filepath.Join(dir, "nomad"), filepath.Join(dir, "beam"), ports, from, to, readToken)
 	c.agent.Server = true
@@ -183,10 +182,8 @@ func start(root, dir string, stores *Stores, n, bridges, lo, hi int, forward []i
 	if err := c.startNomad(); err != nil {
 		return nil, err
 	}
-	if n+bridges > 1 {
-		if err := c.consulAuthMethod(); err != nil {
-			return nil, err
-		}
+	if err := c.consulAuthMethod(); err != nil {
+		return nil, err
 	}
 	for i := 1; i < n; i++ {
 		from, to := dynamic(i)

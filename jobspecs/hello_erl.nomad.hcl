@@ -158,6 +158,12 @@ job "hello-erl" {
         perms       = "0400"
       }
 
+      # Clustering lists the instances of cluster_service from Consul with
+      # the task's own Consul token, which Nomad makes from the task's
+      # Consul workload identity (the client's consul { task_identity })
+      # because of this block; without ACLs none is needed.
+      consul {}
+
       # The workload identity token, in secrets/nomad_token, lets the
       # driver read this task's hot-upgrade Variable.
       identity {

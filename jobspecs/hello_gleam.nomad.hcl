@@ -145,6 +145,12 @@ job "hello-gleam" {
         perms       = "0400"
       }
 
+      # Clustering lists the instances of cluster_service from Consul with
+      # the task's own Consul token, which Nomad makes from the task's
+      # Consul workload identity (the client's consul { task_identity })
+      # because of this block; without ACLs none is needed.
+      consul {}
+
       # SIGTERM (the driver's default) makes the node run init:stop, so the
       # app drains and logs its shutdown. The BEAM needs about a second for
       # that on its own; give the app room beyond it.

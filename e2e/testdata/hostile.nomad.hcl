@@ -93,6 +93,14 @@ job "hostile" {
         perms       = "0400"
       }
 
+      # Clustering lists the service's instances from Consul with the
+      # task's own Consul token (secrets/consul_token), which Nomad makes
+      # from the task's Consul workload identity when it has a consul block.
+      dynamic "consul" {
+        for_each = var.cluster_service != "" ? ["consul"] : []
+        content {}
+      }
+
       # The driver checks cluster peers against the job's allocations with
       # this token.
       dynamic "identity" {
