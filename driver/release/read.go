@@ -53,18 +53,7 @@ func ReadFile(name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	// The size the file claims saves reading it; what is read decides.
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
-		return nil, &tooLargeError{name, limit}
-	}
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, &os.PathError{Op: "read", Path: name, Err: err}
-	}
-	if int64(len(data)) > limit {
-		return nil, &tooLargeError{name, limit}
-	}
-	return data, nil
+	return readLimited(f, name, limit)
 }
 
 // ReadIn reads the file name, a slash path relative to the directory root,
@@ -103,6 +92,12 @@ func readFS(fsys fs.FS, name, full string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return readLimited(f, full, limit)
+}
+
+// readLimited reads the open file f whole if it holds at most limit bytes.
+// The size the file claims saves reading it; what is read decides.
+func readLimited(f fs.File, full string, limit int64) ([]byte, error) {
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
 		return nil, &tooLargeError{full, limit}
 	}
