@@ -199,16 +199,23 @@ func (u *Upgrade) Run(ctx context.Context, t hotspec.Target, current string, rel
 		}}
 		apps = pkg.AppNames()
 	} else {
-		cur, err := u.Task.Inspect(u.from)
-		if err != nil {
-			return refuse(err)
-		}
-		if err := cur.CheckDowngrade(t.Version); err != nil {
-			return refuse(err)
-		}
+		// A version already on the node, as release_handler looks it up:
+		// an up-from entry for the running version in the target's relup
+		// first (a target unpacked before a plugin restart, or one the
+		// node went back from), else a down-to entry in the running
+		// release's relup.
 		to, err := u.Task.Inspect(t.Version)
 		if err != nil {
 			return refuse(err)
+		}
+		if to.CheckUpgrade(u.Release.Name, u.from, u.Release.ERTS) != nil {
+			cur, err := u.Task.Inspect(u.from)
+			if err != nil {
+				return refuse(err)
+			}
+			if err := cur.CheckDowngrade(t.Version); err != nil {
+				return refuse(err)
+			}
 		}
 		apps = to.AppNames()
 	}

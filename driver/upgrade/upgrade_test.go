@@ -94,6 +94,8 @@ type fakeTask struct {
 	version, permanent       string
 	adopted                  string
 	inspectErr, downgradeErr error
+	// upgradeErr is CheckUpgrade's answer for an inspected version.
+	upgradeErr error
 	// ran lists the pre-commands run, with the version; preCode is their
 	// exit code.
 	ran     []string
@@ -110,7 +112,7 @@ func (t *fakeTask) Inspect(v string) (Package, error) {
 	if t.inspectErr != nil {
 		return nil, t.inspectErr
 	}
-	return &fakePkg{task: t, downErr: t.downgradeErr}, nil
+	return &fakePkg{task: t, upErr: t.upgradeErr, downErr: t.downgradeErr}, nil
 }
 func (t *fakeTask) SetVersion(v string)   { t.version = v }
 func (t *fakeTask) SetPermanent(v string) { t.permanent = v }
@@ -351,6 +353,26 @@ func TestRemoveFailureIsWarned(t *testing.T) {
 	}
 }
 
+// A version on the node whose relup upgrades from the running one goes up,
+// as release_handler looks it up first, though the running release has no
+// way down to it: the re-run after a plugin restart that followed
+// set_unpacked, or up again after going back. Nothing is merged or
+// unpacked again, and no pre-command runs twice.
+func TestInstalledVersionGoesUp(t *testing.T) {
+	rels := []hot.Release{{Version: "0.2.0", Status: "unpacked"}, {Version: "0.1.0", Status: "permanent"}}
+	r := newRun(nil)
+	r.task.downgradeErr = errors.New("release 0.1.0 has no relup")
+	tg := target
+	tg.PreCommands = [][]string{{"eval", "migrate()"}}
+	o, err := r.upgrade(false).Run(context.Background(), tg, "0.1.0", rels)
+	if o != hotspec.Succeeded || err != nil {
+		t.Fatalf("%s %v %q", o, err, r.node.calls)
+	}
+	if r.task.merged || len(r.task.ran) != 0 || slices.ContainsFunc(r.node.calls, func(c string) bool { return strings.HasPrefix(c, "Unpacked") }) {
+		t.Errorf("merged %v, pre-commands %q, calls %q", r.task.merged, r.task.ran, r.node.calls)
+	}
+}
+
 func TestDowngradeOfInstalledVersion(t *testing.T) {
 	rels := []hot.Release{{Version: "0.2.0", Status: "old"}, {Version: "0.1.0", Status: "permanent"}}
 	r := newRun(nil)
@@ -366,7 +388,9 @@ func TestDowngradeOfInstalledVersion(t *testing.T) {
 		set  func(*fakeTask)
 	}{
 		{"unreadable", func(t *fakeTask) { t.inspectErr = errors.New("no tree") }},
-		{"no down path", func(t *fakeTask) { t.downgradeErr = errors.New("no relup down") }},
+		{"no down path", func(t *fakeTask) {
+			t.upgradeErr, t.downgradeErr = errors.New("no relup up"), errors.New("no relup down")
+		}},
 	} {
 		r := newRun(nil)
 		c.set(r.task)
