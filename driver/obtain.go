@@ -43,7 +43,8 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 	if err := policy.Check(rel.Source); err != nil {
 		return nil, d.fail(cfg, "Fetch refused: %v", err)
 	}
-	fetcher := d.fetcher().WithPolicy(policy, pcfg.agentAddrs()).WithIdentity(taskIdentity(cfg, pcfg)).WithRetry(func(attempt int, err error, wait time.Duration) {
+	identity := taskIdentity(cfg, pcfg)
+	fetcher := d.fetcher().WithPolicy(policy, pcfg.agentAddrs()).WithIdentity(identity).WithRetry(func(attempt int, err error, wait time.Duration) {
 		d.event(cfg, "Fetch attempt %d failed, retrying in %s: %v", attempt, wait.Round(100*time.Millisecond), err)
 	})
 
@@ -101,7 +102,7 @@ func (d *Driver) obtain(ctx context.Context, cfg *drivers.TaskConfig, rel Releas
 		return &tarball{path: tmp, size: n, note: "sha256 not checked", done: func() { os.Remove(tmp) }}, nil
 	}
 
-	if taskIdentity(cfg, pcfg) != nil {
+	if identity != nil {
 		// The cache may hold it, fetched by another task of the
 		// namespace: this one proves with its own role that it may read
 		// the source before it gets the cached copy.

@@ -166,11 +166,36 @@ func (f *Fetcher) Download(ctx context.Context, source, dst string, progress Pro
 	return f.get(ctx, source, dst, releaseLimit(f.cfg.MaxBytes), progress)
 }
 
-func (f *Fetcher) get(ctx context.Context, source, dst string, lim limit, progress Progress) (int64, error) {
-	if err := f.policy.Check(source); err != nil {
+// Stat returns the size of the object at source, or why it cannot be
+// read: with a policy or an identity, a caller proves with it that it may
+// have what the node's cache holds under the same sha256.
+func (f *Fetcher) Stat(ctx context.Context, source string) (int64, error) {
+	u, src, err := f.resolve(source)
+	if err != nil {
 		return 0, err
 	}
-	u, src, err := f.parse(source)
+	n, err := src.size(ctx, u)
+	if err != nil {
+		return 0, fmt.Errorf("fetch %s: %w", Redact(source), err)
+	}
+	return n, nil
+}
+
+// withSource returns a copy of f whose schemes are served by src.
+func (f *Fetcher) withSource(src source, schemes ...string) *Fetcher {
+	c := *f
+	c.schemes = make(map[string]source, len(f.schemes))
+	for k, v := range f.schemes {
+		c.schemes[k] = v
+	}
+	for _, s := range schemes {
+		c.schemes[s] = src
+	}
+	return &c
+}
+
+func (f *Fetcher) get(ctx context.Context, source, dst string, lim limit, progress Progress) (int64, error) {
+	u, src, err := f.resolve(source)
 	if err != nil {
 		return 0, err
 	}
@@ -298,6 +323,15 @@ func sidecar(source string) string {
 	}
 	u.RawQuery = ""
 	return u.String()
+}
+
+// resolve checks source against the policy, before any request, and
+// returns its URL and store.
+func (f *Fetcher) resolve(source string) (*url.URL, source, error) {
+	if err := f.policy.Check(source); err != nil {
+		return nil, nil, err
+	}
+	return f.parse(source)
 }
 
 func (f *Fetcher) parse(source string) (*url.URL, source, error) {

@@ -1,8 +1,6 @@
 package fetch
 
 import (
-	"context"
-	"fmt"
 	"regexp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,29 +55,5 @@ func (f *Fetcher) WithIdentity(id *Identity) *Fetcher {
 	if id == nil {
 		return f
 	}
-	c := *f
-	c.schemes = make(map[string]source, len(f.schemes))
-	for k, v := range f.schemes {
-		c.schemes[k] = v
-	}
-	c.schemes["s3"] = &s3Source{cfg: f.cfg, identity: id}
-	return &c
-}
-
-// Stat returns the size of the object at source, or why it cannot be
-// read: with a policy or an identity, a caller proves with it that it may
-// have what the node's cache holds under the same sha256.
-func (f *Fetcher) Stat(ctx context.Context, source string) (int64, error) {
-	if err := f.policy.Check(source); err != nil {
-		return 0, err
-	}
-	u, src, err := f.parse(source)
-	if err != nil {
-		return 0, err
-	}
-	n, err := src.size(ctx, u)
-	if err != nil {
-		return 0, fmt.Errorf("fetch %s: %w", Redact(source), err)
-	}
-	return n, nil
+	return f.withSource(&s3Source{cfg: f.cfg, identity: id}, "s3")
 }

@@ -309,13 +309,7 @@ func (f *Fetcher) WithPolicy(p *Policy, deny []netip.Addr) *Fetcher {
 	if p == nil {
 		return f
 	}
-	c := *f
+	c := f.withSource(guardedHTTP(p, deny), "http", "https")
 	c.policy = p
-	h := guardedHTTP(p, deny)
-	c.schemes = map[string]source{}
-	for k, v := range f.schemes {
-		c.schemes[k] = v
-	}
-	c.schemes["http"], c.schemes["https"] = h, h
-	return &c
+	return c
 }
