@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nomad-driver-beam/nomad-driver-beam/driver/hot"
@@ -49,6 +50,11 @@ func (u *Upgrade) Converge(ctx context.Context, raw, running string, j Journal) 
 	current, rels, err := u.Node.Releases(ctx)
 	var ce *hot.CallError
 	if errors.As(err, &ce) {
+		if pkg, ierr := u.Task.Inspect(running); ierr == nil && slices.Contains(pkg.AppNames(), "sasl") {
+			// The release starts sasl, whose release_handler is not up
+			// yet: the node is still booting. Try again shortly.
+			return true
+		}
 		return refuse(fmt.Errorf("release_handler does not answer (%v); the release must include sasl", err))
 	}
 	if err != nil {

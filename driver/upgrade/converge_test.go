@@ -56,6 +56,11 @@ func TestConverge(t *testing.T) {
 			setup: func(u *Upgrade, _ *releasesNode, _ *fakeJournal) { u.Refuse = errors.New("no erl_call") }},
 		{name: "no release_handler", raw: good, outcome: hotspec.Refused,
 			setup: func(_ *Upgrade, n *releasesNode, _ *fakeJournal) { n.err = &hot.CallError{Reason: "undef"} }},
+		{name: "release_handler not up yet", raw: good, retry: true,
+			setup: func(u *Upgrade, n *releasesNode, _ *fakeJournal) {
+				n.err = &hot.CallError{Reason: "noproc"}
+				u.Task.(*fakeTask).apps = []string{"kernel", "stdlib", "sasl", "app"}
+			}},
 		{name: "booting", raw: good, retry: true,
 			setup: func(_ *Upgrade, n *releasesNode, _ *fakeJournal) { n.err = errors.New("nodedown") }},
 		{name: "upgrade", raw: good, outcome: hotspec.Succeeded,

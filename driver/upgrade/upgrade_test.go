@@ -74,8 +74,13 @@ type fakePkg struct {
 
 func (p *fakePkg) CheckUpgrade(name, from, erts string) error { return p.upErr }
 func (p *fakePkg) CheckDowngrade(to string) error             { return p.downErr }
-func (p *fakePkg) AppNames() []string                         { return []string{"app", "extra"} }
-func (p *fakePkg) RelFileIn(root string) string               { return root + "/releases/0.2.0/app.rel" }
+func (p *fakePkg) AppNames() []string {
+	if p.task.apps != nil {
+		return p.task.apps
+	}
+	return []string{"app", "extra"}
+}
+func (p *fakePkg) RelFileIn(root string) string { return root + "/releases/0.2.0/app.rel" }
 func (p *fakePkg) Merge() (func(), error) {
 	if err := p.task.fail["Merge"]; err != nil {
 		return nil, err
@@ -96,6 +101,8 @@ type fakeTask struct {
 	inspectErr, downgradeErr error
 	// upgradeErr is CheckUpgrade's answer for an inspected version.
 	upgradeErr error
+	// apps are the applications of every version; nil means app, extra.
+	apps []string
 	// ran lists the pre-commands run, with the version; preCode is their
 	// exit code.
 	ran     []string
